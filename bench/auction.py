@@ -1,0 +1,189 @@
+"""In-process auction latency: one imp, 64 / 256 / 1024 eligible candidates.
+
+    python -m bench.auction [--iterations 3000] [--cpu 0]
+
+Workload: a campaign index of 4 x C creatives, of which exactly C campaigns fit
+and may bid on the imp (a 300x250 banner on a news site, USA, phone, a user
+with a 50-item history, second price, a floor); the others are other sizes or
+targeted elsewhere. Each iteration is the whole in-process hot path: protobuf
+bytes in -> decode -> validate -> eligibility -> features -> score (baseline)
+-> rank + price -> reserve -> trade event queued -> protobuf bytes out. Every
+request has a new id (a new trade). Timed with perf_counter_ns per call after
+a warm-up, pinned to one CPU. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import time
+
+import numpy as np
+import orjson
+
+from exchange.auction import Auction, AuctionSettings
+from exchange.book import CampaignBook
+from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
+from exchange.currency import RateTable
+from exchange.decode_proto import decode_proto
+from exchange.encode import to_proto
+from exchange.features import history_of, placement_of, scoring_batch
+from exchange.state import CampaignState
+from exchange.validate import validate
+from inference.baseline import BaselineScorer
+from kernels import pricing
+from protos.attnx.v1 import openrtb_pb2
+
+SIZES = (64, 256, 1024)
+RATES = RateTable({"USD": 1.0, "EUR": 0.92})
+
+
+def campaigns_for(candidates: int, seed: int = 1) -> list[Campaign]:
+    """`candidates` campaigns that fit the imp, and 3x as many that do not."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(4 * candidates):
+        fits = i % 4 == 0
+        size = (300, 250) if fits else [(728, 90), (160, 600), (320, 50)][i % 3]
+        targeting = Targeting() if fits else Targeting(country=["GBR"])
+        out.append(
+            Campaign(
+                id=f"c{i:06d}",
+                advertiser=f"adv{i % 97}",
+                adomain=[f"adv{i % 97}.example"],
+                seat=f"seat{i % 97}",
+                creatives=[
+                    Creative(f"c{i}-b", CreativeKind.BANNER, *size, adm="<div/>", cat=["IAB3"])
+                ],
+                acpm_micros=int(rng.integers(1_000, 12_000)) * 1_000,
+                daily_budget_micros=10**12,
+                targeting=targeting,
+            )
+        )
+    return out
+
+
+def request_bytes(i: int) -> bytes:
+    req = openrtb_pb2.BidRequest(id=f"bench-{i}", at=2, tmax=150, cur=["USD"], bcat=["IAB25"])
+    imp = req.imp.add(id="1", bidfloor=0.5, bidfloorcur="USD")
+    imp.banner.w, imp.banner.h, imp.banner.pos = 300, 250, 1
+    req.site.id, req.site.domain = "s1", "news.example"
+    req.site.cat.append("IAB12")
+    req.device.devicetype = 4
+    req.device.geo.country = "USA"
+    req.user.id = "u1"
+    req.user.ext.attention.history.extend(range(1, 51))
+    return req.SerializeToString()
+
+
+def percentiles(samples_ns: list[int]) -> dict[str, float]:
+    us = np.asarray(samples_ns, dtype=np.float64) / 1e3
+    return {
+        "p50_us": round(float(np.percentile(us, 50)), 1),
+        "p99_us": round(float(np.percentile(us, 99)), 1),
+        "mean_us": round(float(us.mean()), 1),
+    }
+
+
+def build(candidates: int) -> Auction:
+    book = CampaignBook(CampaignState(), campaigns_for(candidates))
+    trades: queue.Queue = queue.Queue()  # the real hand-off cost; nothing drains it here
+    return Auction(book, BaselineScorer(), RATES, AuctionSettings(), trades.put_nowait)
+
+
+def end_to_end(auction: Auction, iterations: int, warmup: int) -> list[int]:
+    bodies = [request_bytes(i) for i in range(iterations + warmup)]
+    samples = []
+    for i, body in enumerate(bodies):
+        t0 = time.perf_counter_ns()
+        req = decode_proto(openrtb_pb2.BidRequest.FromString(body))
+        result = auction.run(req, t0)
+        to_proto(result).SerializeToString()
+        t1 = time.perf_counter_ns()
+        if not result.bids:
+            raise SystemExit("benchmark request got no bid; the workload is wrong")
+        if i >= warmup:
+            samples.append(t1 - t0)
+    return samples
+
+
+def stages(auction: Auction, iterations: int) -> dict[str, float]:
+    """p50 per stage, each timed on its own (their sum is not the end-to-end p50)."""
+    body = request_bytes(0)
+    index, state = auction.book.index, auction.book.state
+    req = decode_proto(openrtb_pb2.BidRequest.FromString(body))
+    imp = req.imp[0]
+    rows = index.candidates(
+        index.request_mask(req.content_categories(), req.country(), 4, req.bcat, [], [],
+                           state.budget > state.spent)
+        & auction._fit(index, imp)
+    )
+    history, n = history_of(req, 50)
+    placement = placement_of(req, imp, 12)
+    batch = scoring_batch(index, rows, placement, history, n)
+    scores = auction.scorer.score(batch)
+    slots = index.row_slot[rows]
+    result = auction.run(decode_proto(openrtb_pb2.BidRequest.FromString(request_bytes(1))),
+                         time.perf_counter_ns())
+
+    def eligibility():
+        mask = index.request_mask(req.content_categories(), req.country(), 4, req.bcat, [], [],
+                                  state.budget > state.spent)
+        index.candidates(mask & auction._fit(index, imp))
+
+    def rank_price():
+        bids = pricing.bid_cpm_micros(index.row_acpm[rows], state.multiplier[slots],
+                                      scores.seconds)
+        pricing.rank_and_price(bids, state.remaining(slots) >= bids // 1000, 500_000, 2, 10_000)
+
+    work = {
+        "decode": lambda: decode_proto(openrtb_pb2.BidRequest.FromString(body)),
+        "validate": lambda: validate(req, RATES, 64),
+        "eligibility": eligibility,
+        "features": lambda: scoring_batch(index, rows, placement, *history_of(req, 50)),
+        "score": lambda: auction.scorer.score(batch),
+        "rank_price": rank_price,
+        "encode": lambda: to_proto(result).SerializeToString(),
+    }
+    out = {}
+    for name, fn in work.items():
+        samples = []
+        for _ in range(iterations):
+            t0 = time.perf_counter_ns()
+            fn()
+            samples.append(time.perf_counter_ns() - t0)
+        out[name] = round(float(np.percentile(samples, 50)) / 1e3, 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--cpu", type=int, default=0, help="CPU to pin to (-1: no pinning)")
+    args = parser.parse_args()
+    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+
+    results = []
+    for candidates in SIZES:
+        auction = build(candidates)
+        figures = percentiles(end_to_end(auction, args.iterations, args.warmup))
+        row = {"candidates": candidates, **figures}
+        if candidates == 256:
+            row["stage_p50_us"] = stages(auction, args.iterations)
+        results.append(row)
+        print(f"{candidates:>5} candidates: p50 {figures['p50_us']:>7.1f} µs   "
+              f"p99 {figures['p99_us']:>7.1f} µs", flush=True)
+    print(orjson.dumps({
+        "bench": "auction",
+        "scorer": "baseline",
+        "workload": "1 banner imp, C eligible of 4C indexed campaigns, L=50, protobuf in/out, "
+                    "1 CPU",
+        "results": results,
+    }).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The auction, as one readable flow from a decoded request to priced winners.
+
+    validate → request-wide eligibility (targeting, blocking, budget)
+    per imp: fit → candidates → features → score → rank + price → reserve
+    deadline check → queue the trade events → result
+
+Nothing here waits on I/O: budgets are reserved in memory and trades are
+handed to a queue. Every stage is a whole-array operation over the index or
+the candidates; the only Python loops are over imps and blocked values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from exchange.book import CampaignBook
+from exchange.currency import RateTable
+from exchange.features import history_of, placement_of, scoring_batch
+from exchange.index import CampaignIndex, size_key
+from exchange.openrtb import AuctionResult, BidRequest, Imp, WonBid
+from exchange.store import TradeEvent
+from exchange.validate import validate
+from inference.scorer import Scorer
+from kernels import pricing
+
+
+class NoBidReason(IntEnum):
+    """OpenRTB 2.6 no-bid reasons; 500+ are exchange-specific, as the spec allows."""
+
+    TECHNICAL_ERROR = 1
+    NO_ELIGIBLE_CAMPAIGN = 500  # nothing fits the slot, targeting, blocks or budget
+    BELOW_FLOOR = 501  # candidates existed, none bid at or above the floor
+    TMAX_TOO_SHORT = 502  # the answer could not be ready inside tmax
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionSettings:
+    increment_cpm_micros: int = 10_000  # second price + $0.01 CPM
+    tmax_margin_ms: float = 1.0  # answer at least this long before tmax runs out
+    history_len: int = 50  # L, the model's fixed behaviour-sequence length
+    notice_url: str = "http://127.0.0.1:8080"  # base of nurl/burl/lurl
+    max_imps: int = 64
+
+
+def trade_id(request_id: str, imp_id: str, campaign_id: str) -> str:
+    """Deterministic, so a retried request maps to the same trade (idempotency)."""
+    key = f"{request_id}\x1f{imp_id}\x1f{campaign_id}".encode()
+    return hashlib.blake2b(key, digest_size=12).hexdigest()
+
+
+@dataclass(slots=True)
+class _Win:
+    imp: Imp
+    row: int
+    slot: int
+    outcome: pricing.Outcome
+    seconds: float
+    p_view: float
+    p_click: float
+
+
+class Auction:
+    def __init__(
+        self,
+        book: CampaignBook,
+        scorer: Scorer,
+        rates: RateTable,
+        settings: AuctionSettings,
+        record_trade: Callable[[TradeEvent], None],
+    ) -> None:
+        self.book = book
+        self.scorer = scorer
+        self.rates = rates
+        self.settings = settings
+        self.record_trade = record_trade
+
+    def run(self, req: BidRequest, received_ns: int) -> AuctionResult:
+        """Run one request's auction. Raises BadRequest for invalid input.
+
+        `received_ns` is `time.perf_counter_ns()` when the request arrived; the
+        answer is a no-bid rather than late when tmax cannot be met.
+        """
+        validate(req, self.rates, self.settings.max_imps)
+        cur = self.rates.response_currency(req.cur)
+        deadline_ns = None
+        if req.tmax > 0:
+            budget_ms = req.tmax - self.settings.tmax_margin_ms
+            if budget_ms <= 0:
+                return AuctionResult(req.id, cur, [], NoBidReason.TMAX_TOO_SHORT)
+            deadline_ns = received_ns + int(budget_ms * 1e6)
+
+        billable = not req.test  # OpenRTB test mode: auctions run, nothing is bought
+        state = self.book.state
+        state.roll_day()
+        index = self.book.index  # one snapshot for the whole request
+        device = req.device
+        request_rows = index.request_mask(
+            categories=req.content_categories(),
+            country=req.country(),
+            devicetype=device.devicetype if device is not None else 0,
+            bcat=req.bcat,
+            badv=req.badv,
+            bapp=req.bapp,
+            budget_left=state.budget > state.spent,
+        )
+        history, history_len = history_of(req, self.settings.history_len)
+        hour = int(time.time() // 3600 % 24)
+
+        wins: list[_Win] = []
+        had_candidates = False
+        for imp in req.imp:
+            rows = index.candidates(request_rows & self._fit(index, imp))  # [C]
+            if rows.size == 0:
+                continue
+            had_candidates = True
+            placement = placement_of(req, imp, hour)
+            scores = self.scorer.score(scoring_batch(index, rows, placement, history, history_len))
+            slots = index.row_slot[rows]  # [C]
+            bids = pricing.bid_cpm_micros(
+                index.row_acpm[rows], state.multiplier[slots], scores.seconds
+            )  # [C] CPM micros
+            affordable = state.remaining(slots) >= bids // 1000  # a win charges CPM / 1000
+            floor = self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur)
+            outcome = pricing.rank_and_price(
+                bids, affordable, floor, req.at, self.settings.increment_cpm_micros
+            )
+            if outcome.winner < 0:
+                continue
+            w = outcome.winner
+            slot = int(slots[w])
+            if billable and not state.reserve(slot, outcome.price_cpm_micros // 1000):
+                continue
+            wins.append(
+                _Win(
+                    imp,
+                    int(rows[w]),
+                    slot,
+                    outcome,
+                    float(scores.seconds[w]),
+                    float(scores.p_view[w]),
+                    float(scores.p_click[w]),
+                )
+            )
+
+        if deadline_ns is not None and time.perf_counter_ns() > deadline_ns:
+            for win in wins if billable else ():
+                state.release(win.slot, win.outcome.price_cpm_micros // 1000)
+            return AuctionResult(req.id, cur, [], NoBidReason.TMAX_TOO_SHORT)
+        if not wins:
+            reason = NoBidReason.BELOW_FLOOR if had_candidates else NoBidReason.NO_ELIGIBLE_CAMPAIGN
+            return AuctionResult(req.id, cur, [], reason)
+        day = state.day if billable else None
+        return AuctionResult(req.id, cur, [self._settle(index, req, cur, day, w) for w in wins])
+
+    @staticmethod
+    def _fit(index: CampaignIndex, imp: Imp) -> np.ndarray:
+        banner_sizes: list[int] = []
+        if imp.banner is not None:
+            b = imp.banner
+            banner_sizes = [size_key(f.w, f.h) for f in b.format]
+            if b.w > 0 and b.h > 0:
+                banner_sizes.append(size_key(b.w, b.h))
+        return index.fit_mask(banner_sizes, imp.video, imp.native is not None)
+
+    def _settle(
+        self, index: CampaignIndex, req: BidRequest, cur: str, day: int | None, win: _Win
+    ) -> WonBid:
+        """Turn a reserved win into a bid and queue its trade event (none in test mode)."""
+        campaign = index.campaigns[index.row_campaign[win.row]]
+        creative = index.creatives[win.row]
+        price = win.outcome.price_cpm_micros
+        tid = trade_id(req.id, win.imp.id, campaign.id)
+        if day is not None:
+            self.record_trade(
+                TradeEvent(
+                    tid, req.id, win.imp.id, campaign.id, win.slot, day, price, price // 1000, cur
+                )
+            )
+        base = self.settings.notice_url
+        return WonBid(
+            id=tid,
+            impid=win.imp.id,
+            price=self.rates.from_usd_micros(price, cur),
+            price_cpm_micros=price,
+            seat=campaign.seat,
+            campaign_id=campaign.id,
+            crid=creative.id,
+            adm=creative.adm,
+            adomain=campaign.adomain,
+            bundle=campaign.bundle,
+            cat=creative.cat,
+            w=creative.w,
+            h=creative.h,
+            exp=win.imp.exp,
+            nurl=f"{base}/notice/win?bid={tid}&price=${{AUCTION_PRICE}}&cur={cur}",
+            burl=f"{base}/notice/bill?bid={tid}&price=${{AUCTION_PRICE}}&cur={cur}",
+            lurl=f"{base}/notice/loss?bid={tid}&reason=${{AUCTION_LOSS}}",
+            seconds=win.seconds,
+            p_view=win.p_view,
+            p_click=win.p_click,
+            acpm=self.rates.from_usd_micros(campaign.acpm_micros, cur),
+        )

@@ -1,0 +1,188 @@
+"""`attnx`: serve the exchange, send a bid request, manage campaigns.
+
+attnx serve [--config attnx.toml] [--grpc HOST:PORT] [--http HOST:PORT]
+attnx example                       # print an example OpenRTB request (JSON)
+attnx bid --example | --file F      # send one over gRPC, print the response
+attnx campaigns list | get ID | pause ID | resume ID | upsert FILE
+attnx campaigns demo --out FILE     # write the generated demo set
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from exchange.config import ConfigError, load_config
+    from exchange.errors import BadRequest
+    from exchange.server import run
+
+    overrides: dict[str, dict] = {}
+    for section, key, value in (
+        ("server", "grpc", args.grpc),
+        ("server", "http", args.http),
+        ("campaigns", "file", args.campaigns),
+        ("store", "sqlite", args.db),
+    ):
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    try:
+        config = load_config(args.config, **overrides)
+        run(config, args.ports_file)
+    except (ConfigError, BadRequest) as exc:
+        sys.exit(f"attnx: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+def _rpc(call, *args):
+    import grpc
+
+    try:
+        return call(*args, timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            sys.exit("attnx: no exchange answered; start one with `make run` or `attnx serve`")
+        sys.exit(f"attnx: {exc.code().name}: {exc.details()}")
+
+
+def _print_message(message) -> None:
+    from google.protobuf import json_format
+
+    body = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _example(args: argparse.Namespace) -> None:
+    from exchange.example import example_request
+
+    print(orjson.dumps(example_request(), option=orjson.OPT_INDENT_2).decode())
+
+
+def _bid(args: argparse.Namespace) -> None:
+    import grpc
+    from google.protobuf import json_format
+
+    from exchange.example import example_request
+    from protos.attnx.v1 import exchange_pb2_grpc, openrtb_pb2
+
+    if args.example:
+        body = example_request()
+    else:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        try:
+            body = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            sys.exit(f"attnx: {args.file} is not valid JSON: {exc}")
+    try:
+        request = json_format.ParseDict(body, openrtb_pb2.BidRequest(), ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        sys.exit(f"attnx: the request does not fit OpenRTB 2.6: {exc}")
+    with grpc.insecure_channel(args.target) as channel:
+        response = _rpc(exchange_pb2_grpc.ExchangeStub(channel).Bid, request)
+    _print_message(response)
+
+
+def _campaigns(args: argparse.Namespace) -> None:
+    if args.action == "demo":
+        from exchange.campaign_io import save_campaigns
+        from exchange.demo import demo_campaigns
+
+        campaigns = demo_campaigns(args.n, args.seed)
+        save_campaigns(Path(args.out), campaigns)
+        print(f"wrote {len(campaigns)} campaigns to {args.out}")
+        return
+
+    import grpc
+
+    from exchange.campaign_io import campaign_to_proto, load_campaigns
+    from exchange.errors import BadRequest
+    from protos.attnx.v1 import admin_pb2, admin_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
+        if args.action == "list":
+            token = ""
+            while True:
+                page = _rpc(admin.ListCampaigns, admin_pb2.ListCampaignsRequest(page_token=token))
+                for s in page.campaigns:
+                    c = s.campaign
+                    state = "paused" if c.paused else "active"
+                    print(
+                        f"{c.id:<28} {state:<7} aCPM ${c.acpm_micros / 1e6:>8.3f}  "
+                        f"spent ${s.spent_today_micros / 1e6:>10.2f} of "
+                        f"${c.daily_budget_micros / 1e6:>10.2f}"
+                    )
+                token = page.next_page_token
+                if not token:
+                    return
+        if args.action == "upsert":
+            try:
+                campaigns = load_campaigns(Path(args.arg))
+            except BadRequest as exc:
+                sys.exit(f"attnx: {exc}")
+            for campaign in campaigns:
+                _rpc(admin.UpsertCampaign, campaign_to_proto(campaign))
+            print(f"upserted {len(campaigns)} campaigns")
+            return
+        call = {
+            "get": admin.GetCampaign,
+            "pause": admin.PauseCampaign,
+            "resume": admin.ResumeCampaign,
+        }[args.action]
+        _print_message(_rpc(call, admin_pb2.CampaignRef(id=args.arg)))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attnx", description="AttnX, a real-time attention exchange")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the exchange (gRPC + HTTP)")
+    serve.add_argument("--config", type=Path, help="TOML file; defaults are embedded")
+    serve.add_argument("--grpc", help="gRPC listen address, host:port")
+    serve.add_argument("--http", help="HTTP listen address, host:port")
+    serve.add_argument("--campaigns", help="campaigns file (JSON or YAML)")
+    serve.add_argument("--db", help="SQLite file for trades, notices and campaigns")
+    serve.add_argument("--ports-file", type=Path, help=argparse.SUPPRESS)
+    serve.set_defaults(func=_serve)
+
+    example = sub.add_parser("example", help="print an example OpenRTB 2.6 bid request")
+    example.set_defaults(func=_example)
+
+    bid = sub.add_parser("bid", help="send a bid request over gRPC and print the response")
+    source = bid.add_mutually_exclusive_group(required=True)
+    source.add_argument("--example", action="store_true", help="send the example request")
+    source.add_argument("--file", help="OpenRTB JSON file to send ('-' reads stdin)")
+    bid.add_argument("--target", default=DEFAULT_TARGET, help="exchange gRPC address")
+    bid.set_defaults(func=_bid)
+
+    campaigns = sub.add_parser("campaigns", help="manage campaigns through the Admin service")
+    campaigns.add_argument("action", choices=["list", "get", "pause", "resume", "upsert", "demo"])
+    campaigns.add_argument("arg", nargs="?", help="campaign id (get/pause/resume) or file (upsert)")
+    campaigns.add_argument("--target", default=DEFAULT_TARGET, help="exchange gRPC address")
+    campaigns.add_argument("--out", help="demo: file to write (.json, .yaml)")
+    campaigns.add_argument("--n", type=int, default=400, help="demo: how many campaigns")
+    campaigns.add_argument("--seed", type=int, default=7, help="demo: generator seed")
+    campaigns.set_defaults(func=_campaigns)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command == "campaigns":
+        needs = {"get": "arg", "pause": "arg", "resume": "arg", "upsert": "arg", "demo": "out"}
+        missing = needs.get(args.action)
+        if missing and not getattr(args, missing):
+            what = "--out FILE" if missing == "out" else "an id or file"
+            parser().error(f"campaigns {args.action} needs {what}")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args.func(args)

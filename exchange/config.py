@@ -1,0 +1,142 @@
+"""Configuration: embedded defaults, optionally overridden by a TOML file.
+
+Every key is checked: a typo or a wrong type stops start-up with a message
+naming the key and what to do, rather than being silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    grpc: str = "127.0.0.1:50051"
+    http: str = "127.0.0.1:8080"
+    public_url: str = ""  # base of notice URLs in bids; "" = http://<server.http>
+    max_request_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class AuctionConfig:
+    increment_cpm_micros: int = 10_000
+    tmax_margin_ms: float = 1.0
+    history_len: int = 50
+    max_imps: int = 64
+
+
+@dataclass(frozen=True)
+class CampaignsConfig:
+    file: str = ""  # JSON or YAML; "" = the generated demo set
+    demo_count: int = 400
+    demo_seed: int = 7
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    sqlite: str = "var/attnx.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auction: AuctionConfig = field(default_factory=AuctionConfig)
+    campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    # Units of each currency per 1 USD.
+    currency_rates: dict[str, float] = field(
+        default_factory=lambda: {
+            "USD": 1.0,
+            "EUR": 0.92,
+            "GBP": 0.79,
+            "JPY": 150.0,
+            "CAD": 1.37,
+            "AUD": 1.52,
+        }
+    )
+
+    @property
+    def notice_url(self) -> str:
+        return self.server.public_url or f"http://{self.server.http}"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _typed(value: Any, kind: Any, path: str) -> Any:
+    if kind is bool or kind is str:
+        if not isinstance(value, kind):
+            raise ConfigError(f"{path} must be a {kind.__name__}")
+        return value
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{path} must be an integer")
+        return value
+    if kind is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{path} must be a number")
+        return float(value)
+    if kind == dict[str, float]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a table")
+        return {k: _typed(v, float, f"{path}.{k}") for k, v in value.items()}
+    return _section(value, kind, path)
+
+
+def _section(table: Any, cls: type, path: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} must be a table")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    values = {}
+    for key, value in table.items():
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else f" (known: {', '.join(names)})"
+            raise ConfigError(f"{path}.{key} is not a known setting{suggestion}")
+        values[key] = _typed(value, hints[key], f"{path}.{key}")
+    return replace(cls(), **values)
+
+
+def _check(config: Config) -> Config:
+    for name in ("grpc", "http"):
+        host, _, port = getattr(config.server, name).rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f'config.server.{name} must be "host:port", like "127.0.0.1:8080"')
+    positive = {
+        "config.server.max_request_bytes": config.server.max_request_bytes,
+        "config.auction.history_len": config.auction.history_len,
+        "config.auction.max_imps": config.auction.max_imps,
+        "config.campaigns.demo_count": config.campaigns.demo_count,
+    }
+    for path, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{path} must be positive")
+    if config.auction.increment_cpm_micros < 0 or config.auction.tmax_margin_ms < 0:
+        raise ConfigError("config.auction.increment_cpm_micros and tmax_margin_ms must be >= 0")
+    return config
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file (if any), then keyword overrides per section."""
+    config = Config()
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        config = _section(table, Config, "config")
+    for section, values in overrides.items():
+        current = getattr(config, section)
+        if is_dataclass(current):
+            config = replace(config, **{section: replace(current, **values)})
+        else:
+            config = replace(config, **{section: values})
+    return _check(config)

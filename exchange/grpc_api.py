@@ -1,0 +1,147 @@
+"""The gRPC front end: Exchange (Bid, Notify) and Admin, plus health and reflection.
+
+Handlers translate between the wire and the exchange and map errors to gRPC
+status codes; no handler lets an exception escape as a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from exchange.app import Exchange
+from exchange.campaign_io import campaign_from_proto, campaign_to_proto
+from exchange.campaigns import Campaign
+from exchange.decode_proto import decode_proto
+from exchange.encode import to_proto
+from exchange.errors import BadRequest, NotFound
+from exchange.notices import notice_from_proto
+from protos.attnx.v1 import admin_pb2, admin_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+
+log = logging.getLogger("attnx.grpc")
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+SERVICES = (
+    exchange_pb2.DESCRIPTOR.services_by_name["Exchange"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: Exception, what: str) -> None:
+    """Abort the call with the status that fits `exc` (always raises)."""
+    if isinstance(exc, BadRequest):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, NotFound):
+        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    log.exception("%s failed", what)
+    await context.abort(grpc.StatusCode.INTERNAL, f"{what} failed inside the exchange; see its log")
+
+
+class ExchangeService(exchange_pb2_grpc.ExchangeServicer):
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    async def Bid(self, request, context):
+        received = time.perf_counter_ns()
+        try:
+            return to_proto(self.exchange.auction.run(decode_proto(request), received))
+        except Exception as exc:
+            await _fail(context, exc, "the auction")
+
+    async def Notify(self, request, context):
+        try:
+            notice = notice_from_proto(request, self.exchange.rates)
+            recorded = await self.exchange.store.record_notice(notice)
+            return exchange_pb2.NoticeAck(recorded=recorded, bid_id=notice.bid_id)
+        except Exception as exc:
+            await _fail(context, exc, "the notice")
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    def _status(self, campaign: Campaign) -> admin_pb2.CampaignStatus:
+        spent = self.exchange.book.spent_today(campaign.id)
+        return admin_pb2.CampaignStatus(
+            campaign=campaign_to_proto(campaign),
+            spent_today_micros=spent,
+            remaining_today_micros=max(campaign.daily_budget_micros - spent, 0),
+        )
+
+    async def UpsertCampaign(self, request, context):
+        try:
+            campaign = campaign_from_proto(request)
+            await self.exchange.save_campaign(campaign)
+            return self._status(campaign)
+        except Exception as exc:
+            await _fail(context, exc, "UpsertCampaign")
+
+    async def GetCampaign(self, request, context):
+        try:
+            return self._status(self.exchange.book.get(request.id))
+        except Exception as exc:
+            await _fail(context, exc, "GetCampaign")
+
+    async def ListCampaigns(self, request, context):
+        try:
+            size = request.page_size or DEFAULT_PAGE
+            if not 0 < size <= MAX_PAGE:
+                raise BadRequest("request.page_size", f"must be between 1 and {MAX_PAGE}")
+            after = request.page_token
+            page = [c for c in self.exchange.book.all() if c.id > after][: size + 1]
+            more = len(page) > size
+            page = page[:size]
+            return admin_pb2.ListCampaignsResponse(
+                campaigns=[self._status(c) for c in page],
+                next_page_token=page[-1].id if more else "",
+            )
+        except Exception as exc:
+            await _fail(context, exc, "ListCampaigns")
+
+    async def _set_paused(self, request, context, paused: bool):
+        try:
+            campaign = self.exchange.book.get(request.id)
+            if campaign.paused != paused:
+                campaign = replace(campaign, paused=paused)
+                await self.exchange.save_campaign(campaign)
+            return self._status(campaign)
+        except Exception as exc:
+            await _fail(context, exc, "PauseCampaign" if paused else "ResumeCampaign")
+
+    async def PauseCampaign(self, request, context):
+        return await self._set_paused(request, context, True)
+
+    async def ResumeCampaign(self, request, context):
+        return await self._set_paused(request, context, False)
+
+
+async def start_grpc(exchange: Exchange, address: str) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server; returns it and the bound port (address may use port 0)."""
+    limit = exchange.config.server.max_request_bytes
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(exchange), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen for gRPC on {address}: the port is taken or not allowed")
+    await server.start()
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

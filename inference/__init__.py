@@ -1,0 +1,1 @@
+"""Attention scoring: the Scorer seam, its baseline, and (later) the learned model."""

@@ -1,0 +1,1 @@
+"""Vectorised kernels for the auction's eligibility, ranking and pricing stages."""

@@ -1,0 +1,1 @@
+"""AttnX wire formats: the .proto files under attnx/v1 and their generated stubs."""

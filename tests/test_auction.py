@@ -1,0 +1,253 @@
+"""Auction rules end to end in process: eligibility, pricing, currencies, budgets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from exchange.auction import Auction, AuctionSettings, NoBidReason, trade_id
+from exchange.book import CampaignBook
+from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
+from exchange.currency import RateTable
+from exchange.errors import BadRequest
+from exchange.openrtb import Banner, BidRequest, Device, Format, Geo, Imp, Native, Site, Video
+from exchange.state import CampaignState
+from inference.scorer import Scores, ScoringBatch
+
+RATES = RateTable({"USD": 1.0, "EUR": 0.5})
+SECONDS = 2.0  # every candidate is predicted 2 attentive seconds: bid CPM = 2 x aCPM
+
+
+class FixedScorer:
+    """Same prediction for every ad, so prices in these tests are exact."""
+
+    name = "fixed"
+
+    def score(self, batch: ScoringBatch) -> Scores:
+        n = len(batch.ads)
+        return Scores(
+            p_view=np.full(n, 0.5, np.float32),
+            seconds=np.full(n, SECONDS, np.float32),
+            p_click=np.full(n, 0.01, np.float32),
+        )
+
+
+def banner(cid: str, w=300, h=250, cat=()) -> Creative:
+    return Creative(f"{cid}-b", CreativeKind.BANNER, w, h, adm=f"<div>{cid}</div>", cat=list(cat))
+
+
+def campaign(cid: str, acpm_usd: float, creatives=None, budget_usd=100.0, **kw) -> Campaign:
+    return Campaign(
+        id=cid,
+        advertiser=f"adv-{cid}",
+        adomain=[f"{cid}.example"],
+        seat=f"seat-{cid}",
+        creatives=creatives or [banner(cid)],
+        acpm_micros=int(acpm_usd * 1_000_000),
+        daily_budget_micros=int(budget_usd * 1_000_000),
+        **kw,
+    )
+
+
+def request(**kw) -> BidRequest:
+    fields = {
+        "id": "r1",
+        "imp": [Imp(id="1", banner=Banner(w=300, h=250))],
+        "site": Site(id="s", domain="news.example", cat=["IAB12"]),
+        "device": Device(devicetype=2, geo=Geo(country="USA")),
+        **kw,
+    }
+    return BidRequest(**fields)
+
+
+class Harness:
+    def __init__(self, campaigns: list[Campaign], **settings) -> None:
+        self.trades = []
+        self.book = CampaignBook(CampaignState(), campaigns)
+        self.auction = Auction(
+            self.book, FixedScorer(), RATES, AuctionSettings(**settings), self.trades.append
+        )
+
+    def run(self, req: BidRequest):
+        return self.auction.run(req, time.perf_counter_ns())
+
+
+def winner(result) -> str:
+    assert len(result.bids) == 1, result
+    return result.bids[0].campaign_id
+
+
+def test_second_price_pays_runner_up_plus_increment():
+    h = Harness([campaign("a", 3.0), campaign("b", 2.0), campaign("c", 1.0)])
+    result = h.run(request())
+    bid = result.bids[0]
+    assert bid.campaign_id == "a"
+    assert bid.price_cpm_micros == 4_000_000 + 10_000  # runner-up b: 2.0 aCPM x 2 s
+    assert bid.price == pytest.approx(4.01)
+    assert bid.seconds == SECONDS and bid.acpm == pytest.approx(3.0)
+
+
+def test_first_price_pays_own_bid():
+    h = Harness([campaign("a", 3.0), campaign("b", 2.0)])
+    assert h.run(request(at=1)).bids[0].price_cpm_micros == 6_000_000
+
+
+def test_floor_in_another_currency_and_response_currency():
+    h = Harness([campaign("a", 3.0), campaign("b", 2.0)])
+    # floor 2.5 EUR = 5.0 USD CPM > runner-up 4.0 USD
+    req = request(
+        imp=[Imp(id="1", banner=Banner(w=300, h=250), bidfloor=2.5, bidfloorcur="EUR")], cur=["EUR"]
+    )
+    result = h.run(req)
+    assert result.cur == "EUR"
+    assert result.bids[0].price_cpm_micros == 5_010_000
+    assert result.bids[0].price == pytest.approx(2.505)  # in EUR
+    assert result.bids[0].acpm == pytest.approx(1.5)
+
+
+def test_unknown_currency_is_a_clear_error():
+    h = Harness([campaign("a", 3.0)])
+    with pytest.raises(BadRequest, match=r'request.cur\[0\] "XYZ" is not a supported currency'):
+        h.run(request(cur=["XYZ"]))
+
+
+def test_below_floor_gets_no_bid_with_reason():
+    h = Harness([campaign("a", 1.0)])
+    req = request(imp=[Imp(id="1", banner=Banner(w=300, h=250), bidfloor=2.5)])
+    result = h.run(req)
+    assert result.bids == [] and result.nbr == NoBidReason.BELOW_FLOOR
+
+
+def test_no_eligible_campaign_reason():
+    h = Harness([campaign("a", 1.0)])
+    result = h.run(request(imp=[Imp(id="1", banner=Banner(w=728, h=90))]))
+    assert result.bids == [] and result.nbr == NoBidReason.NO_ELIGIBLE_CAMPAIGN
+
+
+def test_ties_break_by_campaign_id():
+    h = Harness([campaign("b", 2.0), campaign("a", 2.0), campaign("c", 2.0)])
+    for i in range(3):
+        assert winner(h.run(request(id=f"r{i}"))) == "a"
+
+
+def test_format_list_and_creative_choice():
+    h = Harness([campaign("a", 2.0, creatives=[banner("a", 728, 90), banner("a2", 160, 600)])])
+    req = request(imp=[Imp(id="1", banner=Banner(format=[Format(320, 50), Format(160, 600)]))])
+    bid = h.run(req).bids[0]
+    assert (bid.w, bid.h, bid.crid) == (160, 600, "a2-b")
+
+
+def test_video_mime_and_duration():
+    video = Creative("v", CreativeKind.VIDEO, 640, 360, mime="video/mp4", duration=30)
+    h = Harness([campaign("a", 2.0, creatives=[video])])
+    fits = Video(mimes=["video/mp4"], minduration=5, maxduration=30)
+    assert winner(h.run(request(imp=[Imp(id="1", video=fits)]))) == "a"
+    too_long = Video(mimes=["video/mp4"], maxduration=15)
+    assert h.run(request(imp=[Imp(id="1", video=too_long)])).bids == []
+    other_mime = Video(mimes=["video/webm"])
+    assert h.run(request(imp=[Imp(id="1", video=other_mime)])).bids == []
+
+
+def test_native_slot_takes_native_creatives_only():
+    native = Creative("n", CreativeKind.NATIVE, adm="{}")
+    h = Harness([campaign("a", 2.0, creatives=[native]), campaign("b", 9.0)])
+    assert winner(h.run(request(imp=[Imp(id="1", native=Native(request="{}"))]))) == "a"
+
+
+@pytest.mark.parametrize(
+    ("blocks", "blocked"),
+    [
+        ({"bcat": ["IAB7-3"]}, True),
+        ({"bcat": ["IAB7"]}, True),  # a parent category blocks its children
+        ({"bcat": ["IAB8"]}, False),
+        ({"badv": ["a.example"]}, True),
+        ({"bapp": ["com.a.game"]}, True),
+    ],
+)
+def test_blocking(blocks, blocked):
+    a = campaign("a", 5.0, creatives=[banner("a", cat=["IAB7-3"])], bundle="com.a.game")
+    h = Harness([a, campaign("b", 1.0)])
+    assert winner(h.run(request(**blocks))) == ("b" if blocked else "a")
+
+
+@pytest.mark.parametrize(
+    ("targeting", "eligible"),
+    [
+        (Targeting(cat=["IAB12"]), True),
+        (Targeting(cat=["IAB3"]), False),
+        (Targeting(country=["USA", "CAN"]), True),
+        (Targeting(country=["GBR"]), False),
+        (Targeting(devicetype=[2]), True),
+        (Targeting(devicetype=[4, 5]), False),
+    ],
+)
+def test_targeting(targeting, eligible):
+    h = Harness([campaign("a", 5.0, targeting=targeting), campaign("b", 1.0)])
+    assert winner(h.run(request())) == ("a" if eligible else "b")
+
+
+def test_targeting_a_parent_category_matches_a_subcategory_site():
+    h = Harness([campaign("a", 5.0, targeting=Targeting(cat=["IAB12"])), campaign("b", 1.0)])
+    req = request(site=Site(id="s", cat=["IAB12-2"]))
+    assert winner(h.run(req)) == "a"
+
+
+def test_paused_campaigns_do_not_bid():
+    h = Harness([campaign("a", 5.0, paused=True), campaign("b", 1.0)])
+    assert winner(h.run(request())) == "b"
+    h.book.upsert(replace(h.book.get("a"), paused=False))
+    assert winner(h.run(request(id="r2"))) == "a"
+
+
+def test_win_reserves_budget_and_an_exhausted_campaign_stops():
+    # a bids 10 USD CPM (10_000 micros a win at most) and pays 1.01 (1_010 micros);
+    # it may bid only while it could afford its own bid: 12_500 -> 3 wins.
+    a = campaign("a", 5.0, budget_usd=0.0125)
+    b = campaign("b", 0.5, budget_usd=100.0)
+    h = Harness([a, b])
+    won = [winner(h.run(request(id=f"r{i}"))) for i in range(5)]
+    assert won == ["a", "a", "a", "b", "b"]
+    assert h.book.spent_today("a") == 3 * 1_010
+    assert h.book.spent_today("a") <= a.daily_budget_micros
+
+
+def test_one_winner_per_imp_and_an_advertiser_may_win_several():
+    h = Harness([campaign("a", 5.0), campaign("b", 1.0)])
+    imps = [Imp(id=str(i), banner=Banner(w=300, h=250)) for i in range(3)]
+    result = h.run(request(imp=imps))
+    assert [b.impid for b in result.bids] == ["0", "1", "2"]
+    assert {b.campaign_id for b in result.bids} == {"a"}
+    assert len({b.id for b in result.bids}) == 3
+
+
+def test_trades_are_queued_with_deterministic_ids():
+    h = Harness([campaign("a", 5.0), campaign("b", 1.0)])
+    bid = h.run(request()).bids[0]
+    assert bid.id == trade_id("r1", "1", "a")
+    (trade,) = h.trades
+    assert (trade.id, trade.campaign_id, trade.charge_micros) == (bid.id, "a", 2_010)
+    assert f"bid={bid.id}" in bid.nurl and "${AUCTION_PRICE}" in bid.burl
+    assert "${AUCTION_LOSS}" in bid.lurl
+
+
+def test_test_mode_neither_reserves_nor_records():
+    h = Harness([campaign("a", 5.0)])
+    assert winner(h.run(request(test=1))) == "a"
+    assert h.trades == [] and h.book.spent_today("a") == 0
+
+
+def test_tmax_too_short_gets_no_bid():
+    h = Harness([campaign("a", 5.0)], tmax_margin_ms=1.0)
+    result = h.run(request(tmax=1))
+    assert result.bids == [] and result.nbr == NoBidReason.TMAX_TOO_SHORT
+
+
+def test_a_late_answer_is_a_no_bid_and_releases_its_reservation():
+    h = Harness([campaign("a", 5.0)], tmax_margin_ms=0.0)
+    long_ago = time.perf_counter_ns() - 50_000_000  # the request arrived 50 ms ago
+    result = h.auction.run(request(tmax=10), long_ago)
+    assert result.nbr == NoBidReason.TMAX_TOO_SHORT
+    assert h.trades == [] and h.book.spent_today("a") == 0

@@ -115,8 +115,9 @@ def stages(auction: Auction, iterations: int) -> dict[str, float]:
     req = decode_proto(openrtb_pb2.BidRequest.FromString(body))
     imp = req.imp[0]
     rows = index.candidates(
-        index.request_mask(req.content_categories(), req.country(), 4, req.bcat, [], [],
-                           state.budget > state.spent)
+        index.request_mask(
+            req.content_categories(), req.country(), 4, req.bcat, [], [], state.budget > state.spent
+        )
         & auction._fit(index, imp)
     )
     history, n = history_of(req, 50)
@@ -124,17 +125,18 @@ def stages(auction: Auction, iterations: int) -> dict[str, float]:
     batch = scoring_batch(index, rows, placement, history, n)
     scores = auction.scorer.score(batch)
     slots = index.row_slot[rows]
-    result = auction.run(decode_proto(openrtb_pb2.BidRequest.FromString(request_bytes(1))),
-                         time.perf_counter_ns())
+    result = auction.run(
+        decode_proto(openrtb_pb2.BidRequest.FromString(request_bytes(1))), time.perf_counter_ns()
+    )
 
     def eligibility():
-        mask = index.request_mask(req.content_categories(), req.country(), 4, req.bcat, [], [],
-                                  state.budget > state.spent)
+        mask = index.request_mask(
+            req.content_categories(), req.country(), 4, req.bcat, [], [], state.budget > state.spent
+        )
         index.candidates(mask & auction._fit(index, imp))
 
     def rank_price():
-        bids = pricing.bid_cpm_micros(index.row_acpm[rows], state.multiplier[slots],
-                                      scores.seconds)
+        bids = pricing.bid_cpm_micros(index.row_acpm[rows], state.multiplier[slots], scores.seconds)
         pricing.rank_and_price(bids, state.remaining(slots) >= bids // 1000, 500_000, 2, 10_000)
 
     work = {
@@ -174,15 +176,22 @@ def main() -> None:
         if candidates == 256:
             row["stage_p50_us"] = stages(auction, args.iterations)
         results.append(row)
-        print(f"{candidates:>5} candidates: p50 {figures['p50_us']:>7.1f} µs   "
-              f"p99 {figures['p99_us']:>7.1f} µs", flush=True)
-    print(orjson.dumps({
-        "bench": "auction",
-        "scorer": "baseline",
-        "workload": "1 banner imp, C eligible of 4C indexed campaigns, L=50, protobuf in/out, "
-                    "1 CPU",
-        "results": results,
-    }).decode())
+        print(
+            f"{candidates:>5} candidates: p50 {figures['p50_us']:>7.1f} µs   "
+            f"p99 {figures['p99_us']:>7.1f} µs",
+            flush=True,
+        )
+    print(
+        orjson.dumps(
+            {
+                "bench": "auction",
+                "scorer": "baseline",
+                "workload": "1 banner imp; C eligible of 4C indexed campaigns; L=50; "
+                "protobuf in/out; 1 CPU",
+                "results": results,
+            }
+        ).decode()
+    )
 
 
 if __name__ == "__main__":

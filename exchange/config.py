@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from exchange.currency import RateTable
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -117,6 +119,10 @@ def _check(config: Config) -> Config:
     for path, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{path} must be positive")
+    try:
+        RateTable(config.currency_rates)
+    except ValueError as exc:
+        raise ConfigError(f"config.currency_rates: {exc}") from None
     if config.auction.increment_cpm_micros < 0 or config.auction.tmax_margin_ms < 0:
         raise ConfigError("config.auction.increment_cpm_micros and tmax_margin_ms must be >= 0")
     return config

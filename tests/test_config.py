@@ -1,0 +1,62 @@
+"""Configuration: defaults, TOML overrides, and errors that name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from exchange.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "attnx.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file():
+    config = load_config()
+    assert config.server.grpc == "127.0.0.1:50051"
+    assert config.notice_url == "http://127.0.0.1:8080"
+    assert config.currency_rates["USD"] == 1.0
+
+
+def test_file_overrides_part_of_a_section(tmp_path):
+    config = load_config(
+        write(tmp_path, '[server]\nhttp = "0.0.0.0:9000"\n[currency_rates]\nUSD = 1.0\nCHF = 0.9\n')
+    )
+    assert config.server.http == "0.0.0.0:9000"
+    assert config.server.grpc == "127.0.0.1:50051"
+    assert config.currency_rates == {"USD": 1.0, "CHF": 0.9}
+
+
+def test_keyword_overrides_win(tmp_path):
+    config = load_config(write(tmp_path, '[store]\nsqlite = "a.db"\n'), store={"sqlite": "b.db"})
+    assert config.store.sqlite == "b.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[server]\ngprc = 'x:1'\n",
+            "config.server.gprc is not a known setting (did you mean grpc?)",
+        ),
+        ("[serve]\n", "config.serve is not a known setting (did you mean server?)"),
+        ("[auction]\nmax_imps = 'ten'\n", "config.auction.max_imps must be an integer"),
+        ("[auction]\nmax_imps = 0\n", "config.auction.max_imps must be positive"),
+        ("[server]\nhttp = 'localhost'\n", 'config.server.http must be "host:port"'),
+        ("[currency_rates]\nUSD = 'one'\n", "config.currency_rates.USD must be a number"),
+        ("server = 3\n", "config.server must be a table"),
+        ("[currency_rates]\nEUR = 0.9\n", "config.currency_rates: currency rates must include USD"),
+        ("[server\n", "is not valid TOML"),
+    ],
+)
+def test_errors_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_missing_file_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")

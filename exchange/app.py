@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -77,6 +78,10 @@ class Exchange:
             "loaded %d campaigns from %s, %d saved by Admin", len(campaigns), source, len(saved)
         )
         return list(by_id.values())
+
+    def set_notice_url(self, url: str) -> None:
+        """Point the bids' nurl/burl/lurl at the address the HTTP server really bound."""
+        self.auction.settings = replace(self.auction.settings, notice_url=url)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the event loop that owns the in-process state."""

@@ -36,7 +36,7 @@ def _serve(args: argparse.Namespace) -> None:
     try:
         config = load_config(args.config, **overrides)
         run(config, args.ports_file)
-    except (ConfigError, BadRequest) as exc:
+    except (ConfigError, BadRequest, OSError) as exc:
         sys.exit(f"attnx: {exc}")
     except KeyboardInterrupt:
         pass

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 
 BASE = "USD"
 MICROS = 1_000_000
+# No real CPM comes near a million; a larger one is an input error, and the cap
+# keeps every converted amount well inside int64 micros.
+MAX_CPM = 1_000_000.0
 
 
 class RateTable:

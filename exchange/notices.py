@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from exchange.currency import RateTable
+from exchange.currency import MAX_CPM, RateTable
 from exchange.errors import BadRequest
 from exchange.store import NoticeEvent
 from protos.attnx.v1 import exchange_pb2
@@ -22,6 +22,7 @@ _PROTO_TYPES = {
     exchange_pb2.NOTICE_TYPE_LOSS: "loss",
 }
 MAX_BID_ID = 64
+MAX_LOSS_REASON = 2**31 - 1  # int32, as in the Notice message
 
 
 def _check(
@@ -36,10 +37,14 @@ def _check(
             raise BadRequest("notice.price", f"is required for a {kind} notice")
         if not math.isfinite(price) or price < 0:
             raise BadRequest("notice.price", "must be a finite number >= 0")
+        if price > MAX_CPM:
+            raise BadRequest("notice.price", f"must be at most {MAX_CPM:.0f}")
     else:
         price = None
-        if reason is not None and reason < 0:
-            raise BadRequest("notice.reason", "must be an OpenRTB loss reason code >= 0")
+        if reason is not None and not 0 <= reason <= MAX_LOSS_REASON:
+            raise BadRequest(
+                "notice.reason", f"must be an OpenRTB loss reason code, 0 to {MAX_LOSS_REASON}"
+            )
     if cur and cur not in rates:
         raise BadRequest("notice.cur", f'"{cur}" is not a supported currency')
     return NoticeEvent(bid_id, kind, price, cur, reason if kind == "loss" else None)

@@ -7,7 +7,10 @@ in-flight calls get a grace period and every queued write is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 from pathlib import Path
 
 import orjson
@@ -24,19 +27,21 @@ log = logging.getLogger("attnx")
 GRACE_SECONDS = 5.0
 
 
-async def serve(config: Config, ports_file: Path | None = None) -> None:
-    exchange = Exchange(config)
-    exchange.attach(asyncio.get_running_loop())
-    log.info(
-        "warmed up in %.2f s (%d campaigns, %d creatives, scorer: %s)",
-        exchange.warm_up(),
-        len(exchange.book),
-        len(exchange.book.index),
-        exchange.scorer.name,
-    )
-    grpc_server, grpc_port = await start_grpc(exchange, config.server.grpc)
-    host, _, port = config.server.http.rpartition(":")
-    http = uvicorn.Server(
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM.
+
+    uvicorn re-raises the signal it caught after shutting down, which would kill
+    the process before the gRPC drain and the store's final commit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+async def _start_http(exchange: Exchange, address: str) -> tuple[_HttpServer, asyncio.Task, int]:
+    host, _, port = address.rpartition(":")
+    http = _HttpServer(
         uvicorn.Config(
             create_app(exchange),
             host=host,
@@ -47,33 +52,69 @@ async def serve(config: Config, ports_file: Path | None = None) -> None:
             loop="none",
         )
     )
-    http_task = asyncio.create_task(http.serve())
+    task = asyncio.create_task(http.serve())
     while not http.started:
-        if http_task.done():  # uvicorn could not bind; it has logged why
-            await grpc_server.stop(0)
-            exchange.close()
-            raise SystemExit(f"cannot listen for HTTP on {config.server.http}")
+        if task.done():  # uvicorn could not bind; it has logged why
+            raise OSError(f"cannot listen for HTTP on {address}")
         await asyncio.sleep(0.01)
-    http_port = http.servers[0].sockets[0].getsockname()[1]
-    grpc_host = config.server.grpc.rpartition(":")[0]
+    return http, task, http.servers[0].sockets[0].getsockname()[1]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+async def serve(config: Config, ports_file: Path | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    exchange = Exchange(config)
+    exchange.attach(loop)
     log.info(
-        "gRPC listening on %s:%d (attnx.v1.Exchange, attnx.v1.Admin, health, reflection)",
-        grpc_host,
-        grpc_port,
+        "warmed up in %.2f s (%d campaigns, %d creatives, scorer: %s)",
+        exchange.warm_up(),
+        len(exchange.book),
+        len(exchange.book.index),
+        exchange.scorer.name,
     )
-    log.info(
-        "HTTP listening on http://%s:%d (POST /openrtb2/auction, GET /notice/*, /healthz)",
-        host,
-        http_port,
-    )
-    log.info("ledger file: %s", config.store.sqlite)
-    if ports_file is not None:
-        ports_file.write_bytes(orjson.dumps({"grpc": grpc_port, "http": http_port}))
+    grpc_server = http = http_task = None
     try:
-        await http_task  # returns when uvicorn has handled SIGINT/SIGTERM
+        grpc_server, grpc_port = await start_grpc(exchange, config.server.grpc)
+        http, http_task, http_port = await _start_http(exchange, config.server.http)
+        grpc_host = config.server.grpc.rpartition(":")[0]
+        http_host = config.server.http.rpartition(":")[0]
+        if not config.server.public_url:  # notice URLs must name the port actually bound
+            exchange.set_notice_url(f"http://{http_host}:{http_port}")
+        log.info(
+            "gRPC listening on %s:%d (attnx.v1.Exchange, attnx.v1.Admin, health, reflection)",
+            grpc_host,
+            grpc_port,
+        )
+        log.info(
+            "HTTP listening on http://%s:%d (POST /openrtb2/auction, GET /notice/*, /healthz)",
+            http_host,
+            http_port,
+        )
+        log.info(
+            "SQLite file: %s; notice URLs: %s",
+            config.store.sqlite,
+            exchange.auction.settings.notice_url,
+        )
+        if ports_file is not None:
+            _write_atomically(ports_file, orjson.dumps({"grpc": grpc_port, "http": http_port}))
+        await stop.wait()
     finally:
         log.info("stopping: draining calls for up to %.0f s", GRACE_SECONDS)
-        await grpc_server.stop(GRACE_SECONDS)
+        if http is not None:
+            http.should_exit = True
+        if grpc_server is not None:
+            await grpc_server.stop(GRACE_SECONDS)
+        if http_task is not None:
+            await http_task
         exchange.close()
         log.info("stopped; all queued writes committed")
 

@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 import orjson
 
+from exchange.currency import MAX_CPM
 from exchange.errors import BadRequest
 from exchange.openrtb import Banner, BidRequest, Imp, Video
 
@@ -84,6 +85,8 @@ def _check_imp(imp: Imp, i: int, currencies: Collection[str]) -> None:
         _check_video(imp.video, i)
     if not 0.0 <= imp.bidfloor < math.inf:  # also false for NaN (protobuf can send it)
         raise BadRequest(f"request.imp[{i}].bidfloor", "must be a finite number >= 0")
+    if imp.bidfloor > MAX_CPM:
+        raise BadRequest(f"request.imp[{i}].bidfloor", f"must be at most {MAX_CPM:.0f}")
     if imp.bidfloorcur and imp.bidfloorcur not in currencies:
         raise _unsupported(f"request.imp[{i}].bidfloorcur", imp.bidfloorcur, currencies)
 

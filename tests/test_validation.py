@@ -202,6 +202,11 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
         "request.imp[0].bidfloor must be a finite number >= 0",
     ),
     (
+        "bidfloor-absurd",
+        {"imp.0.bidfloor": 1e7},
+        "request.imp[0].bidfloor must be at most 1000000",
+    ),
+    (
         "bidfloorcur-unknown",
         {"imp.0.bidfloorcur": "XYZ"},
         f'request.imp[0].bidfloorcur "XYZ" is not a supported currency {SUPPORTED}',

@@ -1,0 +1,225 @@
+"""Fixtures that run the real exchange (`python -m exchange serve`) as a subprocess.
+
+    server        one exchange per test module (demo campaigns, its own SQLite file)
+    start_server  a factory for tests that need their own: extra CLI args, a shared db
+    grpc_channel  a sync gRPC channel to the module's server, ready before it is handed out
+
+Servers listen on ephemeral ports (port 0) and report them through `--ports-file`.
+Their stdout and stderr go to a log file (never a pipe that could fill up and
+block the server); a server that fails to start or stop shows that log in the
+failure message. Teardown stops each server with SIGTERM and checks that it
+shut down gracefully (exit status 0).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0  # the server drains in-flight calls for up to 5 s
+POLL_S = 0.02
+
+_launch_numbers = itertools.count(1)
+
+
+@dataclass
+class RunningServer:
+    """One exchange subprocess and where to reach it."""
+
+    process: subprocess.Popen
+    grpc_port: int
+    http_port: int
+    db_path: Path
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+    signalled: bool = False
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def log(self) -> str:
+        """Everything the server has written to stdout and stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log file)"
+
+    def channel(self, timeout: float = 10.0) -> grpc.Channel:
+        """A new sync gRPC channel to this server, connected; close it (or use `with`)."""
+        return open_channel(self.grpc_target, timeout)
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` once (a second SIGTERM could cut a graceful shutdown short)."""
+        if not self.signalled and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.signalled = True
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send `sig` (once) and wait for the exit; returns the exit status. Idempotent."""
+        self.send_signal(sig)
+        if self.process.returncode is None:
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail(
+                    f"the exchange did not stop within {STOP_TIMEOUT_S:.0f} s of signal "
+                    f"{signal.Signals(sig).name}; killed it. Its log:\n{self.log()}"
+                )
+        return self.process.returncode
+
+    def assert_graceful_exit(self) -> None:
+        """Stop the server with SIGTERM (if still running) and require exit status 0."""
+        code = self.stop()
+        assert code == 0, (
+            f"the exchange exited with status {code} after SIGTERM, not 0 (graceful). "
+            f"Its log:\n{self.log()}"
+        )
+
+
+def launch_server(workdir: Path, *extra_args: str, db_path: Path | None = None) -> RunningServer:
+    """Start `python -m exchange serve` on ephemeral ports and wait until both listen."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    n = next(_launch_numbers)
+    db = db_path if db_path is not None else workdir / "attnx.db"
+    ports_file = workdir / f"ports-{n}.json"
+    log_path = workdir / f"server-{n}.log"
+    ports_file.unlink(missing_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "exchange",
+        "serve",
+        "--grpc",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--db",
+        str(db),
+        "--ports-file",
+        str(ports_file),
+        *extra_args,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ports = _wait_for_ports(process, ports_file, log_path, START_TIMEOUT_S)
+    return RunningServer(process, ports["grpc"], ports["http"], db, log_path, args)
+
+
+def _wait_for_ports(
+    process: subprocess.Popen, ports_file: Path, log_path: Path, timeout: float
+) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            pytest.fail(
+                f"the exchange exited with status {code} before listening.\n"
+                f"command: {' '.join(process.args)}\nits log:\n{_read(log_path)}"
+            )
+        try:
+            ports = json.loads(ports_file.read_bytes())
+            if isinstance(ports.get("grpc"), int) and isinstance(ports.get("http"), int):
+                return ports
+        except (FileNotFoundError, ValueError):  # not there yet, or half written
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            pytest.fail(
+                f"the exchange did not write {ports_file} within {timeout:.0f} s; killed it.\n"
+                f"command: {' '.join(process.args)}\nits log:\n{_read(log_path)}"
+            )
+        time.sleep(POLL_S)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log file)"
+
+
+def _stop_all(servers: list[RunningServer]) -> None:
+    """Stop every server first, then check each: one bad exit must not leak the others."""
+    for s in servers:
+        s.send_signal()
+    for s in servers:
+        s.stop()
+    for s in servers:
+        s.assert_graceful_exit()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One exchange for the whole test module, on the generated demo campaigns."""
+    running = launch_server(tmp_path_factory.mktemp("server"))
+    yield running
+    _stop_all([running])
+
+
+StartServer = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """A factory: `start_server(*extra_args, db_path=None)` starts a server for this test.
+
+    Every server it started is stopped (and checked for a graceful exit) after the
+    test; a test may stop one earlier with `.stop()`, e.g. to restart on the same db.
+    """
+    started: list[RunningServer] = []
+
+    def start(*extra_args: str, db_path: Path | None = None) -> RunningServer:
+        running = launch_server(tmp_path, *extra_args, db_path=db_path)
+        started.append(running)
+        return running
+
+    yield start
+    _stop_all(started)
+
+
+def open_channel(target: str, timeout: float = 10.0) -> grpc.Channel:
+    """A sync insecure channel, connected (so a first call never races the connect)."""
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        pytest.fail(f"no gRPC connection to {target} within {timeout:.0f} s")
+    return channel
+
+
+@pytest.fixture(scope="module")
+def grpc_channel(server: RunningServer) -> Iterator[grpc.Channel]:
+    """A sync gRPC channel to the module's `server`."""
+    channel = open_channel(server.grpc_target)
+    yield channel
+    channel.close()

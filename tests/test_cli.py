@@ -46,8 +46,10 @@ def test_serve_with_a_bad_config_names_the_key(tmp_path):
 
 def test_serve_with_a_bad_campaigns_file_names_the_field(tmp_path):
     path = tmp_path / "c.json"
-    path.write_text('[{"id": "a", "advertiser": "A", "seat": "s", "adomain": ["a.example"],'
-                    ' "acpm_micros": -1, "daily_budget_micros": 5, "creatives": []}]')
+    path.write_text(
+        '[{"id": "a", "advertiser": "A", "seat": "s", "adomain": ["a.example"],'
+        ' "acpm_micros": -1, "daily_budget_micros": 5, "creatives": []}]'
+    )
     out = attnx("serve", "--campaigns", str(path), "--db", str(tmp_path / "x.db"))
     assert out.returncode != 0
     assert "campaigns[0].creatives must not be empty" in out.stderr

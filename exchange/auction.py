@@ -26,7 +26,7 @@ from exchange.index import CampaignIndex, size_key
 from exchange.openrtb import AuctionResult, BidRequest, Imp, WonBid
 from exchange.store import TradeEvent
 from exchange.validate import validate
-from inference.scorer import Scorer
+from inference.scorer import Placement, Scorer
 from kernels import pricing
 
 
@@ -63,6 +63,11 @@ class _Win:
     seconds: float
     p_view: float
     p_click: float
+
+    @property
+    def charge_micros(self) -> int:
+        """What one impression costs: the clearing CPM / 1000."""
+        return self.outcome.price_cpm_micros // 1000
 
 
 class Auction:
@@ -120,37 +125,13 @@ class Auction:
                 continue
             had_candidates = True
             placement = placement_of(req, imp, hour)
-            scores = self.scorer.score(scoring_batch(index, rows, placement, history, history_len))
-            slots = index.row_slot[rows]  # [C]
-            bids = pricing.bid_cpm_micros(
-                index.row_acpm[rows], state.multiplier[slots], scores.seconds
-            )  # [C] CPM micros
-            affordable = state.remaining(slots) >= bids // 1000  # a win charges CPM / 1000
-            floor = self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur)
-            outcome = pricing.rank_and_price(
-                bids, affordable, floor, req.at, self.settings.increment_cpm_micros
-            )
-            if outcome.winner < 0:
-                continue
-            w = outcome.winner
-            slot = int(slots[w])
-            if billable and not state.reserve(slot, outcome.price_cpm_micros // 1000):
-                continue
-            wins.append(
-                _Win(
-                    imp,
-                    int(rows[w]),
-                    slot,
-                    outcome,
-                    float(scores.seconds[w]),
-                    float(scores.p_view[w]),
-                    float(scores.p_click[w]),
-                )
-            )
+            win = self._rank_and_price(index, req, imp, rows, placement, history, history_len)
+            if win is not None and (not billable or state.reserve(win.slot, win.charge_micros)):
+                wins.append(win)
 
         if deadline_ns is not None and time.perf_counter_ns() > deadline_ns:
             for win in wins if billable else ():
-                state.release(win.slot, win.outcome.price_cpm_micros // 1000)
+                state.release(win.slot, win.charge_micros)
             return AuctionResult(req.id, cur, [], NoBidReason.TMAX_TOO_SHORT)
         if not wins:
             reason = NoBidReason.BELOW_FLOOR if had_candidates else NoBidReason.NO_ELIGIBLE_CAMPAIGN
@@ -168,6 +149,44 @@ class Auction:
                 banner_sizes.append(size_key(b.w, b.h))
         return index.fit_mask(banner_sizes, imp.video, imp.native is not None)
 
+    def _rank_and_price(
+        self,
+        index: CampaignIndex,
+        req: BidRequest,
+        imp: Imp,
+        rows: np.ndarray,
+        placement: Placement,
+        history: np.ndarray,
+        history_len: int,
+    ) -> _Win | None:
+        """Score one imp's candidates, bid their expected value, and price the winner."""
+        state = self.book.state
+        scores = self.scorer.score(scoring_batch(index, rows, placement, history, history_len))
+        slots = index.row_slot[rows]  # [C]
+        bids = pricing.bid_cpm_micros(
+            index.row_acpm[rows], state.multiplier[slots], scores.seconds
+        )  # [C] CPM micros
+        affordable = state.remaining(slots) >= bids // 1000  # a win charges CPM / 1000
+        outcome = pricing.rank_and_price(
+            bids,
+            affordable,
+            self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur),
+            req.at,
+            self.settings.increment_cpm_micros,
+        )
+        w = outcome.winner
+        if w < 0:
+            return None
+        return _Win(
+            imp,
+            int(rows[w]),
+            int(slots[w]),
+            outcome,
+            float(scores.seconds[w]),
+            float(scores.p_view[w]),
+            float(scores.p_click[w]),
+        )
+
     def _settle(
         self, index: CampaignIndex, req: BidRequest, cur: str, day: int | None, win: _Win
     ) -> WonBid:
@@ -179,7 +198,15 @@ class Auction:
         if day is not None:
             self.record_trade(
                 TradeEvent(
-                    tid, req.id, win.imp.id, campaign.id, win.slot, day, price, price // 1000, cur
+                    tid,
+                    req.id,
+                    win.imp.id,
+                    campaign.id,
+                    win.slot,
+                    day,
+                    price,
+                    win.charge_micros,
+                    cur,
                 )
             )
         base = self.settings.notice_url

@@ -184,9 +184,13 @@ def _native(campaign_id: str, name: str, cat: list[str]) -> Creative:
 
 
 def _acpm_micros(rng: np.random.Generator) -> int:
-    """$1-$12 aCPM, log-normal around $3.50, in whole thousands of micros."""
+    """Log-normal aCPM around $3.50 (most within $1-$12), in whole thousands of micros.
+
+    The bounds are far out in the tails, so few campaigns sit on them: a pile-up
+    at a cap would make exact ties (and own-bid prices) common in the demo.
+    """
     millis = round(float(rng.lognormal(np.log(3500), 0.55)))
-    return min(max(millis, 1_000), 12_000) * 1_000
+    return min(max(millis, 500), 40_000) * 1_000
 
 
 def _daily_budget_micros(rng: np.random.Generator) -> int:

@@ -485,7 +485,8 @@ def test_demo_set_is_valid_and_realistic(seed: int) -> None:
     assert len({c.id for c in campaigns}) == 400
     assert 40 <= len({c.advertiser for c in campaigns}) <= 60
     assert all(d.endswith(".example") for c in campaigns for d in c.adomain)
-    assert all(1_000_000 <= c.acpm_micros <= 12_000_000 for c in campaigns)
+    assert all(500_000 <= c.acpm_micros <= 40_000_000 for c in campaigns)
+    assert len({c.acpm_micros for c in campaigns}) > 0.9 * len(campaigns)  # few exact ties
     assert all(c.acpm_micros % 1000 == 0 for c in campaigns)
     assert all(50_000_000 <= c.daily_budget_micros <= 5_000_000_000 for c in campaigns)
     kinds = {cr.kind for c in campaigns for cr in c.creatives}

@@ -1,15 +1,17 @@
 """In-process auction latency: one imp, 64 / 256 / 1024 eligible candidates.
 
-    python -m bench.auction [--iterations 3000] [--cpu 0]
+    python -m bench.auction [--scorer onnxruntime-cpu|baseline] [--iterations 3000] [--cpu 0]
 
 Workload: a campaign index of 4 x C creatives, of which exactly C campaigns fit
 and may bid on the imp (a 300x250 banner on a news site, USA, phone, a user
 with a 50-item history, second price, a floor); the others are other sizes or
 targeted elsewhere. Each iteration is the whole in-process hot path: protobuf
 bytes in -> decode -> validate -> eligibility -> features -> score (baseline)
--> rank + price -> reserve -> trade event queued -> protobuf bytes out. Every
-request has a new id (a new trade). Timed with perf_counter_ns per call after
-a warm-up, pinned to one CPU. The last line is one JSON object.
+-> rank + price -> reserve -> trade event queued -> protobuf bytes out. The
+scorer is the shipped attention model in ONNX Runtime (one thread), or the
+baseline predictor with `--scorer baseline`. Every request has a new id (a new
+trade). Timed with perf_counter_ns per call after a warm-up, pinned to one
+CPU. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from exchange.features import history_of, placement_of, scoring_batch
 from exchange.state import CampaignState
 from exchange.validate import validate
 from inference.baseline import BaselineScorer
+from inference.runtime import DEFAULT_MODEL, describe, load_scorer, warm_up_scorer
+from inference.scorer import Scorer
 from kernels import pricing
 from protos.attnx.v1 import openrtb_pb2
 
@@ -86,10 +90,18 @@ def percentiles(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def build(candidates: int) -> Auction:
+def make_scorer(name: str) -> Scorer:
+    if name == "baseline":
+        return BaselineScorer()
+    scorer = load_scorer(DEFAULT_MODEL, name)
+    warm_up_scorer(scorer, AuctionSettings().history_len)
+    return scorer
+
+
+def build(candidates: int, scorer: Scorer) -> Auction:
     book = CampaignBook(CampaignState(), campaigns_for(candidates))
     trades: queue.Queue = queue.Queue()  # the real hand-off cost; nothing drains it here
-    return Auction(book, BaselineScorer(), RATES, AuctionSettings(), trades.put_nowait)
+    return Auction(book, scorer, RATES, AuctionSettings(), trades.put_nowait)
 
 
 def end_to_end(auction: Auction, iterations: int, warmup: int) -> list[int]:
@@ -164,13 +176,15 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin to (-1: no pinning)")
+    parser.add_argument("--scorer", default="onnxruntime-cpu", help="onnxruntime-cpu | baseline")
     args = parser.parse_args()
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
 
+    scorer = make_scorer(args.scorer)
     results = []
     for candidates in SIZES:
-        auction = build(candidates)
+        auction = build(candidates, scorer)
         figures = percentiles(end_to_end(auction, args.iterations, args.warmup))
         row = {"candidates": candidates, **figures}
         if candidates == 256:
@@ -185,7 +199,7 @@ def main() -> None:
         orjson.dumps(
             {
                 "bench": "auction",
-                "scorer": "baseline",
+                "scorer": describe(scorer),
                 "workload": "1 banner imp; C eligible of 4C indexed campaigns; L=50; "
                 "protobuf in/out; 1 CPU",
                 "results": results,

@@ -26,6 +26,8 @@ from exchange.example import example_request
 from exchange.state import CampaignState
 from exchange.store import SqliteStore, TradeEvent
 from inference.baseline import BaselineScorer
+from inference.runtime import DEFAULT_MODEL, describe, load_scorer, warm_up_scorer
+from inference.scorer import Scorer
 
 log = logging.getLogger("attnx")
 
@@ -44,11 +46,10 @@ class Exchange:
         self.book = CampaignBook(self.state, self._initial_campaigns())
         spent = self.store.spend_for_day(self.state.day)
         self.state.restore_spend({self.state.slot(cid): micros for cid, micros in spent.items()})
-        self.scorer = BaselineScorer()
         a = config.auction
         self.auction = Auction(
             self.book,
-            self.scorer,
+            self._load_scorer(config.scorer.backend, self._model_path(config.scorer.model)),
             self.rates,
             AuctionSettings(
                 increment_cpm_micros=a.increment_cpm_micros,
@@ -78,6 +79,33 @@ class Exchange:
             "loaded %d campaigns from %s, %d saved by Admin", len(campaigns), source, len(saved)
         )
         return list(by_id.values())
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.auction.scorer
+
+    @staticmethod
+    def _model_path(model: str) -> Path:
+        return Path(model) if model else DEFAULT_MODEL
+
+    def _load_scorer(self, backend: str, path: Path) -> Scorer:
+        """Load, probe and warm a scorer (any thread: it touches no exchange state)."""
+        if backend == "baseline":
+            return BaselineScorer()
+        scorer = load_scorer(path, backend, self.config.scorer.threads, self.config.scorer.fp16)
+        warm_up_scorer(scorer, self.config.auction.history_len)
+        return scorer
+
+    async def swap_model(self, path: Path, backend: str = "") -> Scorer:
+        """Hot swap: the new model loads and probes off the event loop while requests
+        keep being answered by the old one; the swap itself is one assignment
+        between two requests. Any failure raises and leaves the old model in place."""
+        scorer = await asyncio.to_thread(
+            self._load_scorer, backend or self.config.scorer.backend, path
+        )
+        old, self.auction.scorer = self.auction.scorer, scorer
+        log.info("model swapped: %s -> %s", describe(old), describe(scorer))
+        return scorer
 
     def set_notice_url(self, url: str) -> None:
         """Point the bids' nurl/burl/lurl at the address the HTTP server really bound."""

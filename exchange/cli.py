@@ -141,6 +141,57 @@ def _campaigns(args: argparse.Namespace) -> None:
         _print_message(_rpc(call, admin_pb2.CampaignRef(id=args.arg)))
 
 
+def _train(args: argparse.Namespace) -> None:
+    try:
+        from inference import train
+    except ImportError as exc:
+        sys.exit(
+            f"attnx: training needs torch ({exc}); install it with `pip install -e '.[train]'`"
+        )
+    import shutil
+
+    from inference.runtime import DEFAULT_MODEL
+
+    chosen = {
+        "seed": args.seed,
+        "train_impressions": args.impressions,
+        "max_epochs": args.epochs,
+        "threads": args.threads,
+    }
+    config = train.TrainConfig(**{k: v for k, v in chosen.items() if v is not None})
+    path = train.run(Path(args.out), config)
+    if args.ship:
+        shutil.rmtree(DEFAULT_MODEL, ignore_errors=True)
+        shutil.copytree(path, DEFAULT_MODEL, ignore=shutil.ignore_patterns("trt-cache"))
+        print(f"shipped as {DEFAULT_MODEL}")
+
+
+def _model(args: argparse.Namespace) -> None:
+    if args.action == "check-fp16":
+        from inference.evaluate import check_fp16
+        from inference.runtime import BackendUnavailable
+
+        try:
+            result = check_fp16(Path(args.path))
+        except BackendUnavailable as exc:
+            sys.exit(f"attnx: the FP16 check needs TensorRT: {exc}")
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return
+
+    import grpc
+
+    from protos.attnx.v1 import admin_pb2, admin_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
+        if args.action == "show":
+            _print_message(_rpc(admin.GetModel, admin_pb2.GetModelRequest()))
+        else:
+            path = str(Path(args.path).resolve())
+            request = admin_pb2.SwapModelRequest(path=path, backend=args.backend)
+            _print_message(_rpc(admin.SwapModel, request))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attnx", description="AttnX, a real-time attention exchange")
     sub = p.add_subparsers(dest="command", required=True)
@@ -164,6 +215,22 @@ def parser() -> argparse.ArgumentParser:
     bid.add_argument("--target", default=DEFAULT_TARGET, help="exchange gRPC address")
     bid.set_defaults(func=_bid)
 
+    train = sub.add_parser("train", help="train the attention model on the simulated world")
+    train.add_argument("--out", default="models", help="folder for the versioned model directory")
+    train.add_argument("--seed", type=int, help="default 0")
+    train.add_argument("--impressions", type=int, help="training impressions (1M)")
+    train.add_argument("--epochs", type=int, help="at most (8); early stopping may end sooner")
+    train.add_argument("--threads", type=int, help="torch threads (2)")
+    train.add_argument("--ship", action="store_true", help="also install it as the default model")
+    train.set_defaults(func=_train)
+
+    model = sub.add_parser("model", help="show or hot-swap the model a running exchange uses")
+    model.add_argument("action", choices=["show", "swap", "check-fp16"])
+    model.add_argument("path", nargs="?", help="swap, check-fp16: the model directory")
+    model.add_argument("--backend", default="", help="swap: runtime (default: the configured one)")
+    model.add_argument("--target", default=DEFAULT_TARGET, help="exchange gRPC address")
+    model.set_defaults(func=_model)
+
     campaigns = sub.add_parser("campaigns", help="manage campaigns through the Admin service")
     campaigns.add_argument("action", choices=["list", "get", "pause", "resume", "upsert", "demo"])
     campaigns.add_argument("arg", nargs="?", help="campaign id (get/pause/resume) or file (upsert)")
@@ -177,6 +244,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command == "model" and args.action != "show" and not args.path:
+        parser().error(f"model {args.action} needs the model directory")
     if args.command == "campaigns":
         needs = {"get": "arg", "pause": "arg", "resume": "arg", "upsert": "arg", "demo": "out"}
         missing = needs.get(args.action)

@@ -44,11 +44,20 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ScorerConfig:
+    backend: str = "onnxruntime-cpu"  # tensorrt | onnxruntime-cuda | onnxruntime-cpu | baseline
+    model: str = ""  # a model directory; "" = the model shipped in inference/models/default
+    threads: int = 1  # ONNX Runtime intra-op threads per process
+    fp16: bool = False  # TensorRT only, and only after `attnx model check-fp16`
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auction: AuctionConfig = field(default_factory=AuctionConfig)
     campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
     # Units of each currency per 1 USD.
     currency_rates: dict[str, float] = field(
         default_factory=lambda: {
@@ -119,6 +128,11 @@ def _check(config: Config) -> Config:
     for path, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{path} must be positive")
+    backends = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "baseline")
+    if config.scorer.backend not in backends:
+        raise ConfigError(f"config.scorer.backend must be one of {', '.join(backends)}")
+    if config.scorer.threads <= 0:
+        raise ConfigError("config.scorer.threads must be positive")
     try:
         RateTable(config.currency_rates)
     except ValueError as exc:

@@ -10,6 +10,7 @@ import numpy as np
 
 from exchange.index import CampaignIndex
 from exchange.openrtb import BidRequest, Imp
+from inference.runtime import placement_id
 from inference.scorer import Placement, ScoringBatch
 
 
@@ -20,7 +21,22 @@ def placement_of(req: BidRequest, imp: Imp, hour: int) -> Placement:
     elif imp.video is not None:
         pos = imp.video.pos
     devicetype = req.device.devicetype if req.device is not None else 0
-    return Placement(pos=pos, devicetype=devicetype, hour=hour, instl=bool(imp.instl))
+    return Placement(
+        placement_id=placement_id(publisher_key(req), imp.tagid),
+        pos=pos,
+        devicetype=devicetype,
+        hour=hour,
+        instl=bool(imp.instl),
+    )
+
+
+def publisher_key(req: BidRequest) -> str:
+    """What identifies the inventory: the site, the app, or the screen."""
+    if req.site is not None:
+        return "site:" + (req.site.id or req.site.domain)
+    if req.app is not None:
+        return "app:" + (req.app.bundle or req.app.id)
+    return "dooh:" + (req.dooh.id if req.dooh is not None else "")
 
 
 def history_of(req: BidRequest, length: int) -> tuple[np.ndarray, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from exchange.decode_proto import decode_proto
 from exchange.encode import to_proto
 from exchange.errors import BadRequest, NotFound
 from exchange.notices import notice_from_proto
+from inference.runtime import BackendUnavailable, ModelRejected, describe
 from protos.attnx.v1 import admin_pb2, admin_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 
 log = logging.getLogger("attnx.grpc")
@@ -114,6 +116,32 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             return self._status(campaign)
         except Exception as exc:
             await _fail(context, exc, "PauseCampaign" if paused else "ResumeCampaign")
+
+    def _model_status(self) -> admin_pb2.ModelStatus:
+        scorer = self.exchange.scorer
+        spec = getattr(scorer, "spec", None)
+        if spec is None:
+            return admin_pb2.ModelStatus(name=scorer.name, backend=scorer.name)
+        return admin_pb2.ModelStatus(
+            name=spec.name, version=spec.version, backend=scorer.name, path=str(spec.path)
+        )
+
+    async def GetModel(self, request, context):
+        return self._model_status()
+
+    async def SwapModel(self, request, context):
+        try:
+            if not request.path:
+                raise BadRequest("request.path", "is required: a model directory")
+            await self.exchange.swap_model(Path(request.path), request.backend)
+            return self._model_status()
+        except BadRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except (ModelRejected, BackendUnavailable, ValueError) as exc:
+            kept = describe(self.exchange.scorer)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{exc}; still serving {kept}")
+        except Exception as exc:
+            await _fail(context, exc, "SwapModel")
 
     async def PauseCampaign(self, request, context):
         return await self._set_paused(request, context, True)

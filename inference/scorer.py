@@ -20,6 +20,7 @@ MAX_ATTENTIVE_SECONDS = 180.0  # view time is capped, as aCPM conventions do
 class Placement:
     """Where the ad would show: one per impression."""
 
+    placement_id: int  # stable hash of the site/app and tag (runtime.placement_id)
     pos: int  # OpenRTB ad position (0 unknown, 1 above the fold, 3 below, 7 full screen, ...)
     devicetype: int  # OpenRTB device type (0 unknown)
     hour: int  # hour of day, UTC, 0..23

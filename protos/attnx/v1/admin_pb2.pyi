@@ -103,3 +103,27 @@ class ListCampaignsResponse(_message.Message):
     campaigns: _containers.RepeatedCompositeFieldContainer[CampaignStatus]
     next_page_token: str
     def __init__(self, campaigns: _Optional[_Iterable[_Union[CampaignStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SwapModelRequest(_message.Message):
+    __slots__ = ("path", "backend")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    backend: str
+    def __init__(self, path: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class ModelStatus(_message.Message):
+    __slots__ = ("name", "version", "backend", "path")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    backend: str
+    path: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...

@@ -59,6 +59,16 @@ class AdminStub:
                 request_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.CampaignRef.SerializeToString,
                 response_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.CampaignStatus.FromString,
                 _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/attnx.v1.Admin/GetModel',
+                request_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.FromString,
+                _registered_method=True)
+        self.SwapModel = channel.unary_unary(
+                '/attnx.v1.Admin/SwapModel',
+                request_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.SwapModelRequest.SerializeToString,
+                response_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -94,6 +104,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModel(self, request, context):
+        """The attention model that scores candidates, and hot-swapping it: the new
+        version is loaded and probed beside the old one, then swapped in between
+        two requests. A failed load keeps the old model and says why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwapModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +146,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ResumeCampaign,
                     request_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.CampaignRef.FromString,
                     response_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.CampaignStatus.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.GetModelRequest.FromString,
+                    response_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.SerializeToString,
+            ),
+            'SwapModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwapModel,
+                    request_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.SwapModelRequest.FromString,
+                    response_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +293,60 @@ class Admin:
             '/attnx.v1.Admin/ResumeCampaign',
             protos_dot_attnx_dot_v1_dot_admin__pb2.CampaignRef.SerializeToString,
             protos_dot_attnx_dot_v1_dot_admin__pb2.CampaignStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attnx.v1.Admin/GetModel',
+            protos_dot_attnx_dot_v1_dot_admin__pb2.GetModelRequest.SerializeToString,
+            protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwapModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attnx.v1.Admin/SwapModel',
+            protos_dot_attnx_dot_v1_dot_admin__pb2.SwapModelRequest.SerializeToString,
+            protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.FromString,
             options,
             channel_credentials,
             insecure,

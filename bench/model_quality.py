@@ -50,10 +50,10 @@ def heuristic_predictions(imps: Impressions) -> tuple[np.ndarray, ...]:
         s = scorer.score(
             ScoringBatch(
                 ads=imps.ad[i : i + 1],
-                ad_kind=imps.ad_kind[i : i + 1],
+                ad_kind=imps.ad_kind[i : i + 1].astype(np.int32),
                 ad_w=np.array([300], np.int32),
                 ad_h=np.array([250], np.int32),
-                ad_duration=imps.ad_duration[i : i + 1].astype(np.int32),
+                ad_duration=imps.ad_duration[i : i + 1].astype(np.float32),
                 history=imps.history[i],
                 history_len=int(imps.history_len[i]),
                 placement=Placement(

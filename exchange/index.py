@@ -75,9 +75,9 @@ class CampaignIndex:
         self.row_campaign = np.asarray(campaign_of, dtype=np.int32)  # [N]
         self.row_slot = np.asarray(slot, dtype=np.int32)  # [N]
         self.row_ad = np.asarray(ad, dtype=np.int32)  # [N]
-        self.row_kind = np.asarray(kind, dtype=np.int8)  # [N]
+        self.row_kind = np.asarray(kind, dtype=np.int32)  # [N] (int32, as the model takes it)
         self.row_size = np.asarray(size, dtype=np.int64)  # [N]
-        self.row_duration = np.asarray(duration, dtype=np.int32)  # [N]
+        self.row_duration = np.asarray(duration, dtype=np.float32)  # [N] video seconds
         self.row_mime = np.asarray(mime, dtype=np.int32)  # [N]
         self.row_acpm = np.asarray(acpm, dtype=np.int64)  # [N] micros per 1000 attentive s
         self.row_devices = np.asarray(devices, dtype=np.uint8)  # [N] device-type bitset

@@ -37,7 +37,7 @@ class BaselineScorer:
 
         area = (batch.ad_w * batch.ad_h).astype(np.float32)  # [C]
         banner_s = BANNER_SECONDS * np.clip(np.sqrt(area / REFERENCE_AREA), 0.5, 2.0)
-        video_s = VIDEO_SHARE_WATCHED * batch.ad_duration.astype(np.float32)
+        video_s = VIDEO_SHARE_WATCHED * batch.ad_duration
         seconds_if_viewed = np.where(
             kind == VIDEO, video_s, np.where(kind == NATIVE, NATIVE_SECONDS, banner_s)
         )

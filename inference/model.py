@@ -40,7 +40,7 @@ class ModelConfig:
     n_placements: int = 512
     history_len: int = 50  # L
     dim: int = 32  # D
-    heads: int = 2  # H, D // H per head (2 measured faster than 4 on CPU at equal quality)
+    heads: int = 1  # H; 2 gave the same held-out AUC (0.7944 vs 0.7942) at +19% latency
     hidden: int = 64
     n_kinds: int = 4  # CreativeKind 1..3, 0 unknown
     n_positions: int = 8  # OpenRTB ad positions 0..7
@@ -63,23 +63,29 @@ class TargetAttention(nn.Module):
         self.query = nn.Linear(dim, dim, bias=False)
         self.key = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(dim, dim, bias=False)
-        self.out = nn.Linear(dim, dim, bias=False)
+        # No output projection: the MLP's first layer is linear in the pooled values.
 
     def forward(self, ads: torch.Tensor, seq: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """ads [..., C, D], seq [..., S, D], bias [..., S] (0 valid, -1e9 masked) → [..., C, D].
 
         Leading dims are free: training passes a batch, serving none (fewer graph nodes).
         """
-        *lead, c, d = ads.shape
-        s = seq.shape[-2]
+        q, k, v = self.query(ads), self.key(seq), self.value(seq)  # [..., C|S, D]
+        scale = 1.0 / math.sqrt(q.shape[-1] // self.heads)
+        if self.heads == 1:  # no head axis at all: a leaner graph for the common case
+            scores = q @ k.transpose(-1, -2) * scale + bias.unsqueeze(-2)  # [..., C, S]
+            return scores.softmax(dim=-1) @ v  # [..., C, D]
+        *lead, _, d = q.shape
         h, dh = self.heads, d // self.heads
-        q = self.query(ads).reshape(*lead, c, h, dh).transpose(-2, -3)  # [..., H, C, dh]
-        k = self.key(seq).reshape(*lead, s, h, dh).transpose(-2, -3)  # [..., H, S, dh]
-        v = self.value(seq).reshape(*lead, s, h, dh).transpose(-2, -3)  # [..., H, S, dh]
-        scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(dh))  # [..., H, C, S]
-        scores = scores + bias.unsqueeze(-2).unsqueeze(-3)  # mask padded history slots
+        # -1 for the candidate and sequence axes keeps the exported graph free of shape math
+        q = q.reshape(*lead, -1, h, dh).transpose(-2, -3)  # [..., H, C, dh]
+        k = k.reshape(*lead, -1, h, dh).transpose(-2, -3)  # [..., H, S, dh]
+        v = v.reshape(*lead, -1, h, dh).transpose(-2, -3)  # [..., H, S, dh]
+        scores = q @ k.transpose(-1, -2) * scale + bias.unsqueeze(-2).unsqueeze(
+            -3
+        )  # [..., H, C, S]
         pooled = scores.softmax(dim=-1) @ v  # [..., H, C, dh]
-        return self.out(pooled.transpose(-2, -3).reshape(*lead, c, d))  # [..., C, D]
+        return pooled.transpose(-2, -3).reshape(*lead, -1, d)  # [..., C, D], heads side by side
 
 
 class AttentionModel(nn.Module):
@@ -126,28 +132,48 @@ class AttentionModel(nn.Module):
         Ids must be in range (the runtime folds foreign ids in before calling);
         leading dims are a batch in training and absent when serving.
         """
-        cfg = self.config
-        ad = (
-            self.item(ads)
-            + self.kind(ad_kind)
-            + self.duration((ad_duration * (1.0 / cfg.max_duration)).unsqueeze(-1))
-        )  # [..., C, D]
-        null = self.null.expand(*history.shape[:-1], 1, cfg.dim)  # [..., 1, D]
-        seq = torch.cat([null, self.item(history)], dim=-2)  # [..., L+1, D]
-        masked = (history == 0).to(ad.dtype) * -1e9  # [..., L]
-        bias = torch.cat([torch.zeros_like(masked[..., :1]), masked], dim=-1)  # [..., L+1]
-        pooled = self.attention(ad, seq, bias)  # [..., C, D]
-        same = history.unsqueeze(-2) == ads.unsqueeze(-1)  # [..., C, L]
-        exposures = same.to(ad.dtype).sum(-1, keepdim=True)  # [..., C, 1]
-
         ctx = (
             self.placement(context[..., 0])
             + self.position(context[..., 1])
             + self.device(context[..., 2])
             + self.hour(context[..., 3])
         )  # [..., D]
+        return self.body(
+            ads,
+            self.item(ads),
+            ad_kind,
+            ad_duration,
+            history,
+            self.item(history),
+            self.context_in(ctx),
+        )
+
+    def body(
+        self,
+        ads: torch.Tensor,  # [..., C] int32
+        ad_items: torch.Tensor,  # [..., C, D] item vectors of the ads
+        ad_kind: torch.Tensor,  # [..., C] int32
+        ad_duration: torch.Tensor,  # [..., C] float32
+        history: torch.Tensor,  # [..., L] int32
+        history_items: torch.Tensor,  # [..., L, D] item vectors of the history
+        context_hidden: torch.Tensor,  # [..., hidden] the context's share of the first layer
+    ) -> torch.Tensor:
+        """Everything after the table lookups, shared by training and the serving graph."""
+        cfg = self.config
+        ad = (
+            ad_items
+            + self.kind(ad_kind)
+            + self.duration((ad_duration * (1.0 / cfg.max_duration)).unsqueeze(-1))
+        )  # [..., C, D]
+        null = self.null.expand(*history.shape[:-1], 1, cfg.dim)  # [..., 1, D]
+        seq = torch.cat([null, history_items], dim=-2)  # [..., L+1, D]
+        masked = (history == 0).to(ad.dtype) * -1e9  # [..., L]
+        bias = torch.cat([torch.zeros_like(masked[..., :1]), masked], dim=-1)  # [..., L+1]
+        pooled = self.attention(ad, seq, bias)  # [..., C, D]
+        same = history.unsqueeze(-2) == ads.unsqueeze(-1)  # [..., C, L]
+        exposures = same.to(ad.dtype).sum(-1, keepdim=True)  # [..., C, 1]
         candidate = torch.cat([ad, pooled, ad * pooled, exposures], dim=-1)  # [..., C, 3D+1]
-        h = self.candidate_in(candidate) + self.context_in(ctx).unsqueeze(-2)  # [..., C, hidden]
+        h = self.candidate_in(candidate) + context_hidden.unsqueeze(-2)  # [..., C, hidden]
         return self.heads(self.mlp(h))  # [..., C, 3]
 
     def predict(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,11 +207,31 @@ class AttentionModel(nn.Module):
 
 
 class ServingModel(nn.Module):
-    """One impression at a time, as the exchange asks: what gets exported to ONNX."""
+    """One impression at a time, as the exchange asks: what gets exported to ONNX.
+
+    Lookups that do not depend on the request are folded into tables once, at
+    construction: an item's vector (id + category) is one row, and the four
+    context embeddings, already multiplied by the first layer, are one table
+    gathered in a single step. Same outputs, far fewer graph nodes.
+    """
 
     def __init__(self, model: AttentionModel) -> None:
         super().__init__()
         self.model = model
+        cfg = model.config
+        with torch.no_grad():
+            items = model.item(torch.arange(cfg.n_items))  # [n_items, D]
+            tables = [
+                model.placement.weight,
+                model.position.weight,
+                model.device.weight,
+                model.hour.weight,
+            ]
+            context = model.context_in(torch.cat(tables))  # [P + 8 + 8 + 24, hidden]
+            sizes = torch.tensor([0] + [t.shape[0] for t in tables[:-1]])
+        self.register_buffer("items", items)
+        self.register_buffer("context_table", context)
+        self.register_buffer("context_offsets", sizes.cumsum(0).to(torch.int32))  # [4]
 
     def forward(
         self,
@@ -195,5 +241,14 @@ class ServingModel(nn.Module):
         history: torch.Tensor,  # [L] int32
         context: torch.Tensor,  # [4] int32
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        raw = self.model(ads, ad_kind, ad_duration, history, context)  # [C, 3]
+        context_hidden = self.context_table[context + self.context_offsets].sum(0)  # [hidden]
+        raw = self.model.body(
+            ads,
+            self.items[ads],
+            ad_kind,
+            ad_duration,
+            history,
+            self.items[history],
+            context_hidden,
+        )  # [C, 3]
         return self.model.predict(raw)  # p_view, seconds, p_click: each [C]

@@ -90,26 +90,28 @@ class ModelInputs:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        self._context = np.zeros(4, dtype=np.int32)  # [4] placement, position, device, hour
 
     def feeds(self, batch: ScoringBatch) -> dict[str, np.ndarray]:
         s = self.spec
-        history = batch.history  # [L] int32, 0-padded
-        folded = np.where(history > 0, 1 + (history - 1) % (s.n_items - 1), 0).astype(np.int32)
+        history = batch.history  # [L] int32, 0-padded, never negative (validated)
+        if history.max() >= s.n_items:  # a foreign id: fold it into the vocabulary
+            history = np.where(history > 0, 1 + (history - 1) % (s.n_items - 1), 0)
         p: Placement = batch.placement
-        context = self._context.copy()
-        context[:] = (
-            p.placement_id % s.n_placements,
-            min(max(p.pos, 0), 7),
-            min(max(p.devicetype, 0), 7),
-            p.hour % 24,
-        )
+        context = np.array(
+            (
+                p.placement_id % s.n_placements,
+                min(max(p.pos, 0), 7),
+                min(max(p.devicetype, 0), 7),
+                p.hour % 24,
+            ),
+            dtype=np.int32,
+        )  # [4] placement, position, device type, hour
         return {
-            "ads": (1 + batch.ads % s.n_ads).astype(np.int32),  # [C] creatives onto model ads
-            "ad_kind": batch.ad_kind.astype(np.int32),  # [C]
-            "ad_duration": batch.ad_duration.astype(np.float32),  # [C]
-            "history": folded,  # [L]
-            "context": context,  # [4]
+            "ads": (batch.ads % s.n_ads + 1).astype(np.int32),  # [C] creatives onto model ads
+            "ad_kind": batch.ad_kind,  # [C] int32
+            "ad_duration": batch.ad_duration,  # [C] float32
+            "history": history.astype(np.int32, copy=False),  # [L]
+            "context": context,
         }
 
 
@@ -267,10 +269,10 @@ def warm_up_scorer(scorer, history_len: int) -> None:
         scorer.score(
             ScoringBatch(
                 ads=np.arange(n, dtype=np.int32),
-                ad_kind=np.ones(n, dtype=np.int8),  # banners
+                ad_kind=np.ones(n, dtype=np.int32),  # banners
                 ad_w=np.full(n, 300, dtype=np.int32),
                 ad_h=np.full(n, 250, dtype=np.int32),
-                ad_duration=np.zeros(n, dtype=np.int32),
+                ad_duration=np.zeros(n, dtype=np.float32),
                 history=np.zeros(history_len, dtype=np.int32),
                 history_len=0,
                 placement=Placement(placement_id=0, pos=1, devicetype=2, hour=12, instl=False),

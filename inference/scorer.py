@@ -30,10 +30,10 @@ class Placement:
 @dataclass(slots=True)
 class ScoringBatch:
     ads: np.ndarray  # [C] int32 ad (creative) ids
-    ad_kind: np.ndarray  # [C] int8 CreativeKind
+    ad_kind: np.ndarray  # [C] int32 CreativeKind
     ad_w: np.ndarray  # [C] int32 creative width (0 for native)
     ad_h: np.ndarray  # [C] int32 creative height
-    ad_duration: np.ndarray  # [C] int32 video seconds (0 otherwise)
+    ad_duration: np.ndarray  # [C] float32 video seconds (0 otherwise)
     history: np.ndarray  # [L] int32 user's recent item ids, newest first, 0-padded
     history_len: int  # valid entries at the front of `history`
     placement: Placement

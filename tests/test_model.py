@@ -50,13 +50,28 @@ def random_inputs(rng, config: ModelConfig, candidates: int, history: int):
     }
 
 
-@pytest.mark.parametrize(("candidates", "history"), [(1, 0), (7, 13), (300, 50)])
-def test_onnx_runtime_matches_torch(tmp_path, candidates, history):
+def shipped_model() -> AttentionModel:
+    saved = json.loads((DEFAULT_MODEL / "config.json").read_text())["model"]
+    weights = torch.load(DEFAULT_MODEL / "weights.pt")
+    model = AttentionModel(ModelConfig(**saved), weights["item_category"])
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def fresh_model(candidates: int) -> AttentionModel:
     torch.manual_seed(candidates)
-    config = ModelConfig(n_items=1000, n_placements=40)
-    model = AttentionModel(config).eval()
-    for p in model.parameters():  # fresh, non-trivial weights everywhere
-        torch.nn.init.normal_(p, std=0.3)
+    config = ModelConfig(n_items=1000, n_placements=40, heads=1 + candidates % 2)
+    categories = torch.randint(0, config.n_categories, (config.n_items,), dtype=torch.int32)
+    return AttentionModel(config, categories).eval()
+
+
+@pytest.mark.parametrize("weights", ["shipped", "fresh"])
+@pytest.mark.parametrize(("candidates", "history"), [(1, 0), (7, 13), (300, 50)])
+def test_onnx_runtime_matches_torch(tmp_path, weights, candidates, history):
+    """The exported graph (folded tables) against the unfolded torch model, on fresh
+    random inputs: the serving path and the training path must agree."""
+    model = shipped_model() if weights == "shipped" else fresh_model(candidates)
+    config = model.config
     export_onnx(model, tmp_path / "m.onnx")
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(candidates)
@@ -64,7 +79,8 @@ def test_onnx_runtime_matches_torch(tmp_path, candidates, history):
         feeds = random_inputs(rng, config, candidates, history)
         got = session.run(None, feeds)
         with torch.no_grad():
-            want = ServingModel(model)(*(torch.from_numpy(feeds[k]) for k in INPUTS))
+            raw = model(*(torch.from_numpy(feeds[k])[None] for k in INPUTS))[0]  # batch of 1
+            want = model.predict(raw)
         for g, w in zip(got, want, strict=True):
             assert g.shape == (candidates,)
             assert np.max(np.abs(g - w.numpy())) <= 1e-4

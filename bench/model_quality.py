@@ -114,7 +114,9 @@ def main() -> None:
         orjson.dumps(
             {
                 "bench": "model_quality",
-                "model": model_dir.name,
+                "model": "{name}-{version}".format(
+                    **json.loads((model_dir / "spec.json").read_text())
+                ),
                 "impressions": len(imps),
                 **model,
                 "auc_view_bayes": round(bayes["auc_view_bayes"], 4),

@@ -1,7 +1,7 @@
 """The auction, as one readable flow from a decoded request to priced winners.
 
-    validate → request-wide eligibility (targeting, blocking, budget)
-    per imp: fit → candidates → features → score → rank + price → reserve
+    validate → request filter (targeting, blocking)
+    per imp: eligible candidates (kernel) → features → score → rank + price (kernel) → reserve
     deadline check → queue the trade events → result
 
 Nothing here waits on I/O: budgets are reserved in memory and trades are
@@ -22,7 +22,7 @@ import numpy as np
 from exchange.book import CampaignBook
 from exchange.currency import RateTable
 from exchange.features import history_of, placement_of, scoring_batch
-from exchange.index import CampaignIndex, size_key
+from exchange.index import CampaignIndex, ImpFilter, size_key
 from exchange.openrtb import AuctionResult, BidRequest, Imp, WonBid
 from exchange.store import TradeEvent
 from exchange.validate import validate
@@ -105,14 +105,13 @@ class Auction:
         state.roll_day()
         index = self.book.index  # one snapshot for the whole request
         device = req.device
-        request_rows = index.request_mask(
+        request_filter = index.request_filter(
             categories=req.content_categories(),
             country=req.country(),
             devicetype=device.devicetype if device is not None else 0,
             bcat=req.bcat,
             badv=req.badv,
             bapp=req.bapp,
-            budget_left=state.budget > state.spent,
         )
         history, history_len = history_of(req, self.settings.history_len)
         hour = int(time.time() // 3600 % 24)
@@ -120,7 +119,7 @@ class Auction:
         wins: list[_Win] = []
         had_candidates = False
         for imp in req.imp:
-            rows = index.candidates(request_rows & self._fit(index, imp))  # [C]
+            rows = index.candidates(request_filter, self._imp_filter(index, imp))  # [C]
             if rows.size == 0:
                 continue
             had_candidates = True
@@ -140,14 +139,14 @@ class Auction:
         return AuctionResult(req.id, cur, [self._settle(index, req, cur, day, w) for w in wins])
 
     @staticmethod
-    def _fit(index: CampaignIndex, imp: Imp) -> np.ndarray:
+    def _imp_filter(index: CampaignIndex, imp: Imp) -> ImpFilter:
         banner_sizes: list[int] = []
         if imp.banner is not None:
             b = imp.banner
             banner_sizes = [size_key(f.w, f.h) for f in b.format]
             if b.w > 0 and b.h > 0:
                 banner_sizes.append(size_key(b.w, b.h))
-        return index.fit_mask(banner_sizes, imp.video, imp.native is not None)
+        return index.imp_filter(banner_sizes, imp.video, imp.native is not None)
 
     def _rank_and_price(
         self,
@@ -162,17 +161,18 @@ class Auction:
         """Score one imp's candidates, bid their expected value, and price the winner."""
         state = self.book.state
         scores = self.scorer.score(scoring_batch(index, rows, placement, history, history_len))
-        slots = index.row_slot[rows]  # [C]
-        bids = pricing.bid_cpm_micros(
-            index.row_acpm[rows], state.multiplier[slots], scores.seconds
-        )  # [C] CPM micros
-        affordable = state.remaining(slots) >= bids // 1000  # a win charges CPM / 1000
-        outcome = pricing.rank_and_price(
-            bids,
-            affordable,
-            self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur),
-            req.at,
-            self.settings.increment_cpm_micros,
+        slots = index.slot[rows]  # [C]
+        outcome = pricing.Outcome(
+            *pricing.rank_and_price(
+                index.acpm[rows],
+                state.multiplier[slots],
+                scores.seconds,
+                state.remaining(slots),
+                index.tie[rows],
+                self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur),
+                req.at,
+                self.settings.increment_cpm_micros,
+            )
         )
         w = outcome.winner
         if w < 0:
@@ -191,7 +191,7 @@ class Auction:
         self, index: CampaignIndex, req: BidRequest, cur: str, day: int | None, win: _Win
     ) -> WonBid:
         """Turn a reserved win into a bid and queue its trade event (none in test mode)."""
-        campaign = index.campaigns[index.row_campaign[win.row]]
+        campaign = index.entries[index.campaign[win.row]]
         creative = index.creatives[win.row]
         price = win.outcome.price_cpm_micros
         tid = trade_id(req.id, win.imp.id, campaign.id)

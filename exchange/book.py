@@ -1,14 +1,14 @@
-"""The campaign book: the campaigns the exchange knows and the index built from them.
+"""The campaign book: the campaigns the exchange knows, kept in the kernels' index.
 
-Changes (Admin upserts, pauses) replace the whole index snapshot; the auction
-reads `book.index` once per request, so it sees either the old or the new set,
-never a mix.
+The book is the domain-facing side (upsert, pause, look up, today's spend);
+the index holds the same campaigns as flat arrays for the eligibility kernel.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from exchange.campaigns import Campaign
-from exchange.errors import NotFound
 from exchange.index import CampaignIndex
 from exchange.state import CampaignState
 
@@ -16,34 +16,27 @@ from exchange.state import CampaignState
 class CampaignBook:
     def __init__(self, state: CampaignState, campaigns: list[Campaign] = ()) -> None:
         self.state = state
-        self._campaigns: dict[str, Campaign] = {}
-        self._ad_ids: dict[tuple[str, str], int] = {}
+        self.index = CampaignIndex(state)
         for campaign in campaigns:
-            self._put(campaign)
-        self.index = self._build()
-
-    def _put(self, campaign: Campaign) -> None:
-        self._campaigns[campaign.id] = campaign
-        self.state.set_budget(self.state.slot(campaign.id), campaign.daily_budget_micros)
-
-    def _build(self) -> CampaignIndex:
-        return CampaignIndex(list(self._campaigns.values()), self.state, self._ad_ids)
+            self.index.upsert(campaign)
 
     def upsert(self, campaign: Campaign) -> None:
-        self._put(campaign)
-        self.index = self._build()
+        """A change of status alone flips flags; anything else replaces the rows."""
+        entry = self.index.entry_of.get(campaign.id)
+        current = self.index.entries[entry] if entry is not None else None
+        if current is not None and replace(current, paused=campaign.paused) == campaign:
+            self.index.set_paused(campaign.id, campaign.paused)
+        else:
+            self.index.upsert(campaign)
 
     def get(self, campaign_id: str) -> Campaign:
-        try:
-            return self._campaigns[campaign_id]
-        except KeyError:
-            raise NotFound(f'campaign "{campaign_id}" does not exist') from None
+        return self.index.get(campaign_id)
 
     def all(self) -> list[Campaign]:
-        return sorted(self._campaigns.values(), key=lambda c: c.id)
+        return self.index.campaigns()
 
     def spent_today(self, campaign_id: str) -> int:
         return int(self.state.spent[self.state.slot(campaign_id)])
 
     def __len__(self) -> int:
-        return len(self._campaigns)
+        return len(self.index.entry_of)

@@ -54,13 +54,12 @@ def scoring_batch(
     history: np.ndarray,
     history_len: int,
 ) -> ScoringBatch:
-    sizes = index.row_size[rows]  # [C] int64, (w << 16) | h
     return ScoringBatch(
-        ads=index.row_ad[rows],
-        ad_kind=index.row_kind[rows],
-        ad_w=(sizes >> 16).astype(np.int32),
-        ad_h=(sizes & 0xFFFF).astype(np.int32),
-        ad_duration=index.row_duration[rows],
+        ads=index.ad[rows],
+        ad_kind=index.kind[rows].astype(np.int32),
+        ad_w=index.width[rows],
+        ad_h=index.height[rows],
+        ad_duration=index.duration[rows],
         history=history,
         history_len=history_len,
         placement=placement,

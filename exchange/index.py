@@ -1,26 +1,34 @@
-"""The campaign index: every active creative as one row of flat arrays.
+"""The campaign index: every creative as one row of flat arrays, read by the kernels.
 
-An index is an immutable snapshot. Admin changes build a new one and swap the
-reference, so a request in flight never sees a half-updated index. Rows are
-ordered by campaign id, then creative order: the first eligible row of each
-campaign is its candidate, and lower campaign ids win exact ties.
+Targeting and blocking are bitsets over small vocabularies (categories,
+countries) so that one kernel pass decides a row with a few AND operations.
+Updates are incremental: an upsert deactivates the campaign's old rows and
+appends new ones, a pause flips its rows' `active` flags, a budget running out
+is read from the state on every request. Updates and auctions both run on the
+event loop, and an auction never yields, so a request sees the index either
+before or after an update, never halfway.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import zlib
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
 from exchange.campaigns import Campaign, Creative, CreativeKind
+from exchange.errors import NotFound
 from exchange.state import CampaignState
-from kernels import eligibility
+from kernels.eligibility import eligible_rows
 
 ANY_DEVICE = 0xFF  # bit d set = device type d admitted; all bits = untargeted
+_STAMP_LIMIT = 2**31 - 1
 
 
 def size_key(w: int, h: int) -> int:
-    return (w << 16) | h
+    """(w, h) as one uint32; a size past 65535 px matches no real slot, so it is folded."""
+    return ((w & 0xFFFF) << 16) | (h & 0xFFFF)
 
 
 def category_and_parents(cat: str) -> list[str]:
@@ -29,116 +37,246 @@ def category_and_parents(cat: str) -> list[str]:
     return [cat, parent] if dash else [cat]
 
 
-def _rows_by_key(pairs: list[tuple[str, int]]) -> dict[str, np.ndarray]:
-    grouped: dict[str, list[int]] = defaultdict(list)
-    for key, row in pairs:
-        grouped[key].append(row)
-    return {k: np.unique(np.asarray(v, dtype=np.int32)) for k, v in grouped.items()}
+def tie_key(campaign_id: str) -> int:
+    """Exact ties go to the lower key: stable, and independent of the order of upserts."""
+    return zlib.crc32(campaign_id.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """What one request asks of every row, as the kernel reads it."""
+
+    categories: np.ndarray  # [W] uint64 page categories and their parents
+    country_word: int  # -1: a country no campaign targets
+    country_bit: np.uint64
+    devicetype: int
+    bcat: np.ndarray  # [W] uint64
+    blocked: np.ndarray  # [B] int32 sorted campaign entries (badv, bapp)
+
+
+@dataclass(frozen=True, slots=True)
+class ImpFilter:
+    """The slot of one imp."""
+
+    banner_sizes: np.ndarray  # [K] uint32 size keys
+    video_mimes: np.ndarray  # [M] int32 mime ids
+    min_duration: float
+    max_duration: float  # 0: none
+    native: bool
+
+
+class Vocabulary:
+    """Strings to bit positions, growing as campaigns name new values."""
+
+    def __init__(self) -> None:
+        self.bits: dict[str, int] = {}
+
+    def add(self, value: str) -> int:
+        return self.bits.setdefault(value, len(self.bits))
+
+    def words(self) -> int:
+        return max(1, (len(self.bits) + 63) // 64)
+
+    def bitset(self, values, words: int) -> np.ndarray:
+        """Known values as a bitset [words] uint64; unknown ones match nothing."""
+        out = np.zeros(words, dtype=np.uint64)
+        for value in values:
+            bit = self.bits.get(value)
+            if bit is not None:
+                out[bit >> 6] |= np.uint64(1) << np.uint64(bit & 63)
+        return out
+
+
+def _grow(a: np.ndarray, rows: int, cols: int | None = None) -> np.ndarray:
+    shape = (rows,) if a.ndim == 1 else (rows, cols if cols is not None else a.shape[1])
+    out = np.zeros(shape, dtype=a.dtype)
+    if a.ndim == 1:
+        out[: len(a)] = a
+    else:
+        out[: a.shape[0], : a.shape[1]] = a
+    return out
 
 
 class CampaignIndex:
-    def __init__(self, campaigns: list[Campaign], state: CampaignState, ad_ids: dict) -> None:
-        active = sorted((c for c in campaigns if not c.paused), key=lambda c: c.id)
-        self.campaigns = active
-        self.creatives: list[Creative] = []
-        campaign_of, slot, ad, kind, size, duration, mime, acpm, devices = ([] for _ in range(9))
-        any_cat, any_country = [], []
-        cat_targets, country_targets, blocked_cats, domains, bundles = [], [], [], [], []
+    ROW_ARRAYS: ClassVar[dict[str, type]] = {  # name: dtype, one value per row
+        "active": np.bool_, "campaign": np.int32, "slot": np.int32, "ad": np.int32,
+        "kind": np.int8, "size": np.uint32, "width": np.int32, "height": np.int32,
+        "mime": np.int32, "duration": np.float32,
+        "acpm": np.int64, "devices": np.uint8, "tie": np.uint32, "any_cat": np.bool_,
+        "any_country": np.bool_,
+    }  # fmt: skip
+    BITSET_ARRAYS: ClassVar[tuple[str, ...]] = ("target_cat", "creative_cat", "target_country")
+
+    def __init__(self, state: CampaignState, capacity: int = 1024) -> None:
+        self.state = state
+        self.n = 0  # rows in use
+        self.entries: list[Campaign] = []  # every campaign version; old ones have no active rows
+        self.entry_of: dict[str, int] = {}  # campaign id -> its current entry
+        self.rows_of: list[list[int]] = []  # entry -> its rows
+        self.creatives: list[Creative] = []  # row -> creative
+        self.ad_ids: dict[tuple[str, str], int] = {}
+        self.categories, self.countries = Vocabulary(), Vocabulary()
         self.mime_ids: dict[str, int] = {}
-        for ci, campaign in enumerate(active):
-            t = campaign.targeting
-            device_mask = ANY_DEVICE
-            if t.devicetype:
-                device_mask = 0
-                for d in t.devicetype:
-                    device_mask |= 1 << d
-            for creative in campaign.creatives:
-                row = len(self.creatives)
-                self.creatives.append(creative)
-                campaign_of.append(ci)
-                slot.append(state.slot(campaign.id))
-                ad.append(ad_ids.setdefault((campaign.id, creative.id), len(ad_ids)))
-                kind.append(int(creative.kind))
-                size.append(size_key(creative.w, creative.h))
-                duration.append(creative.duration)
-                mime.append(self.mime_ids.setdefault(creative.mime, len(self.mime_ids)))
-                acpm.append(campaign.acpm_micros)
-                devices.append(device_mask)
-                any_cat.append(not t.cat)
-                any_country.append(not t.country)
-                cat_targets += [(c, row) for c in t.cat]
-                country_targets += [(c, row) for c in t.country]
-                blocked_cats += [(p, row) for c in creative.cat for p in category_and_parents(c)]
-                domains += [(d, row) for d in campaign.adomain]
-                if campaign.bundle:
-                    bundles.append((campaign.bundle, row))
-        self.row_campaign = np.asarray(campaign_of, dtype=np.int32)  # [N]
-        self.row_slot = np.asarray(slot, dtype=np.int32)  # [N]
-        self.row_ad = np.asarray(ad, dtype=np.int32)  # [N]
-        self.row_kind = np.asarray(kind, dtype=np.int32)  # [N] (int32, as the model takes it)
-        self.row_size = np.asarray(size, dtype=np.int64)  # [N]
-        self.row_duration = np.asarray(duration, dtype=np.float32)  # [N] video seconds
-        self.row_mime = np.asarray(mime, dtype=np.int32)  # [N]
-        self.row_acpm = np.asarray(acpm, dtype=np.int64)  # [N] micros per 1000 attentive s
-        self.row_devices = np.asarray(devices, dtype=np.uint8)  # [N] device-type bitset
-        self.row_any_cat = np.asarray(any_cat, dtype=bool)  # [N]
-        self.row_any_country = np.asarray(any_country, dtype=bool)  # [N]
-        self.cat_rows = _rows_by_key(cat_targets)
-        self.country_rows = _rows_by_key(country_targets)
-        self.blocked_cat_rows = _rows_by_key(blocked_cats)
-        self.domain_rows = _rows_by_key(domains)
-        self.bundle_rows = _rows_by_key(bundles)
-        self.is_banner = self.row_kind == int(CreativeKind.BANNER)
-        self.is_video = self.row_kind == int(CreativeKind.VIDEO)
-        self.is_native = self.row_kind == int(CreativeKind.NATIVE)
+        self.by_domain: dict[str, set[int]] = {}
+        self.by_bundle: dict[str, set[int]] = {}
+        for name, dtype in self.ROW_ARRAYS.items():
+            setattr(self, name, np.zeros(capacity, dtype=dtype))
+        for name in self.BITSET_ARRAYS:
+            setattr(self, name, np.zeros((capacity, 1), dtype=np.uint64))
+        self.seen = np.zeros(capacity, dtype=np.int32)  # [E] per-entry stamps
+        self._stamp = 0
+        self._fit = np.zeros(capacity, dtype=np.uint8)
+        self._out = np.zeros(capacity, dtype=np.int32)
 
     def __len__(self) -> int:
-        return len(self.creatives)
+        return self.n
 
-    def request_mask(
-        self,
-        categories: list[str],
-        country: str,
-        devicetype: int,
-        bcat: list[str],
-        badv: list[str],
-        bapp: list[str],
-        budget_left: np.ndarray,
-    ) -> np.ndarray:
-        """Rows any imp of this request may use: targeting, blocking, budget. [N] bool"""
-        cat_ok = eligibility.admit(
-            self.row_any_cat,
-            self.cat_rows,
-            [p for c in categories for p in category_and_parents(c)],
-        )
-        country_ok = eligibility.admit(self.row_any_country, self.country_rows, [country])
-        mask = cat_ok & country_ok & eligibility.device_ok(self.row_devices, devicetype)
-        mask &= budget_left[self.row_slot]
-        for rows_by, blocked in (
-            (self.blocked_cat_rows, bcat),
-            (self.domain_rows, badv),
-            (self.bundle_rows, bapp),
+    @property
+    def active_campaigns(self) -> int:
+        return sum(1 for e in self.entry_of.values() if not self.entries[e].paused)
+
+    # -- updates ----------------------------------------------------------------
+
+    def upsert(self, c: Campaign) -> None:
+        """Replace the campaign's rows (or add them): O(its creatives), nothing rebuilt."""
+        old = self.entry_of.get(c.id)
+        if old is not None:
+            self.active[self.rows_of[old]] = False
+        entry = len(self.entries)
+        self.entries.append(c)
+        self.entry_of[c.id] = entry
+        self.rows_of.append([])
+        if entry >= len(self.seen):
+            self.seen = _grow(self.seen, 2 * len(self.seen))
+        for domain in c.adomain:
+            self.by_domain.setdefault(domain, set()).add(entry)
+        if c.bundle:
+            self.by_bundle.setdefault(c.bundle, set()).add(entry)
+        slot = self.state.slot(c.id)
+        self.state.set_budget(slot, c.daily_budget_micros)
+        t = c.targeting
+        for value in t.cat:
+            self.categories.add(value)
+        for value in t.country:
+            self.countries.add(value)
+        for creative in c.creatives:
+            for cat in creative.cat:
+                for value in category_and_parents(cat):
+                    self.categories.add(value)
+        self._fit_vocabularies()
+        devices = ANY_DEVICE
+        if t.devicetype:
+            devices = 0
+            for d in t.devicetype:
+                devices |= 1 << d
+        target_cat = self.categories.bitset(t.cat, self.target_cat.shape[1])
+        target_country = self.countries.bitset(t.country, self.target_country.shape[1])
+        for creative in c.creatives:
+            row = self._new_row()
+            self.rows_of[entry].append(row)
+            self.creatives.append(creative)
+            values = {
+                "campaign": entry, "slot": slot, "kind": int(creative.kind),
+                "ad": self.ad_ids.setdefault((c.id, creative.id), len(self.ad_ids)),
+                "size": size_key(creative.w, creative.h) if creative.kind == CreativeKind.BANNER
+                else 0,  # only banners are matched by size
+                "width": creative.w, "height": creative.h, "duration": creative.duration,
+                "mime": self.mime_ids.setdefault(creative.mime, len(self.mime_ids)),
+                "acpm": c.acpm_micros, "devices": devices, "tie": tie_key(c.id),
+                "any_cat": not t.cat, "any_country": not t.country,
+            }  # fmt: skip
+            for name, value in values.items():
+                getattr(self, name)[row] = value
+            self.target_cat[row] = target_cat
+            self.target_country[row] = target_country
+            cats = [p for cat in creative.cat for p in category_and_parents(cat)]
+            self.creative_cat[row] = self.categories.bitset(cats, self.creative_cat.shape[1])
+            self.active[row] = not c.paused  # last: the row exists only once complete
+
+    def set_paused(self, campaign_id: str, paused: bool) -> Campaign:
+        entry = self._entry(campaign_id)
+        self.entries[entry] = replace(self.entries[entry], paused=paused)
+        self.active[self.rows_of[entry]] = not paused
+        return self.entries[entry]
+
+    def get(self, campaign_id: str) -> Campaign:
+        return self.entries[self._entry(campaign_id)]
+
+    def campaigns(self) -> list[Campaign]:
+        return sorted((self.entries[e] for e in self.entry_of.values()), key=lambda c: c.id)
+
+    def _entry(self, campaign_id: str) -> int:
+        try:
+            return self.entry_of[campaign_id]
+        except KeyError:
+            raise NotFound(f'campaign "{campaign_id}" does not exist') from None
+
+    def _new_row(self) -> int:
+        if self.n == len(self.active):
+            rows = 2 * len(self.active)
+            for name in (*self.ROW_ARRAYS, *self.BITSET_ARRAYS):
+                setattr(self, name, _grow(getattr(self, name), rows))
+            self._fit = _grow(self._fit, rows)
+            self._out = _grow(self._out, rows)
+        self.n += 1
+        return self.n - 1
+
+    def _fit_vocabularies(self) -> None:
+        """Widen the bitsets when a vocabulary outgrows them (rare: doubles each time)."""
+        for names, vocab in (
+            (("target_cat", "creative_cat"), self.categories),
+            (("target_country",), self.countries),
         ):
-            eligibility.block(mask, rows_by, blocked)
-        return mask
+            for name in names:
+                a = getattr(self, name)
+                if vocab.words() > a.shape[1]:
+                    setattr(self, name, _grow(a, a.shape[0], 2 * vocab.words()))
 
-    def fit_mask(self, banner_sizes: list[int], video, native: bool) -> np.ndarray:
-        """Rows whose creative fits the imp's banner sizes, video or native slot. [N] bool"""
-        fit = eligibility.banner_fit(self.is_banner, self.row_size, banner_sizes)
-        if video is not None:
-            mimes = [self.mime_ids[m] for m in video.mimes if m in self.mime_ids]
-            fit |= eligibility.video_fit(
-                self.is_video,
-                self.row_mime,
-                self.row_duration,
-                mimes,
-                video.minduration,
-                video.maxduration,
-            )
-        if native:
-            fit |= self.is_native
-        return fit
+    # -- per request ------------------------------------------------------------
 
-    def candidates(self, mask: np.ndarray) -> np.ndarray:
-        """One row per campaign (its first eligible creative). [C] int64 row ids"""
-        return eligibility.first_per_group(np.flatnonzero(mask), self.row_campaign)
+    def request_filter(
+        self, categories: list[str], country: str, devicetype: int, bcat: list[str],
+        badv: list[str], bapp: list[str],
+    ) -> RequestFilter:  # fmt: skip
+        words = self.target_cat.shape[1]
+        page = [p for cat in categories for p in category_and_parents(cat)]
+        bit = self.countries.bits.get(country)
+        blocked: set[int] = set()
+        for values, by in ((badv, self.by_domain), (bapp, self.by_bundle)):
+            for value in values:
+                blocked |= by.get(value, set())
+        return RequestFilter(
+            categories=self.categories.bitset(page, words),
+            country_word=-1 if bit is None else bit >> 6,
+            country_bit=np.uint64(0 if bit is None else 1 << (bit & 63)),
+            devicetype=min(max(devicetype, 0), 7),
+            bcat=self.categories.bitset(bcat, words),
+            blocked=np.array(sorted(blocked), dtype=np.int32),
+        )
+
+    def imp_filter(self, banner_sizes: list[int], video, native: bool) -> ImpFilter:
+        known = self.mime_ids
+        mimes = [] if video is None else [known[m] for m in video.mimes if m in known]
+        return ImpFilter(
+            banner_sizes=np.array(banner_sizes, dtype=np.uint32),
+            video_mimes=np.array(mimes, dtype=np.int32),
+            min_duration=float(video.minduration) if video is not None else 0.0,
+            max_duration=float(video.maxduration) if video is not None else 0.0,
+            native=native,
+        )
+
+    def candidates(self, r: RequestFilter, imp: ImpFilter) -> np.ndarray:
+        """Eligible rows for one imp, the first fitting creative per campaign. [C] int32"""
+        self._stamp += 1
+        if self._stamp == _STAMP_LIMIT:
+            self.seen[:] = 0
+            self._stamp = 1
+        count = eligible_rows(
+            self.n, self.active, self.campaign, self.slot, self.kind, self.size, self.mime,
+            self.duration, self.devices, self.any_cat, self.target_cat, self.any_country,
+            self.target_country, self.creative_cat, self.state.budget, self.state.spent,
+            r.categories, r.country_word, r.country_bit, r.devicetype, r.bcat, r.blocked,
+            imp.banner_sizes, imp.video_mimes, imp.min_duration, imp.max_duration, imp.native,
+            self.seen, self._stamp, self._fit, self._out,
+        )  # fmt: skip
+        return self._out[:count].copy()

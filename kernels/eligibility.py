@@ -1,69 +1,151 @@
-"""Eligibility over the campaign index's flat arrays (numpy, vectorised).
+"""Eligibility: which index rows may bid on one imp, in one pass (Numba, CPU).
 
-Each function is a whole-array operation over the N index rows, so the cost per
-request is a handful of passes over N bytes, independent of Python per row.
+One call walks all N rows of the campaign index once and returns the
+candidate rows: active, budget left, the creative fits the slot (banner size,
+video mime and duration, native), targeting admits the request (category,
+country and device-type bitsets), nothing is blocked (bcat bitset, blocked
+campaigns from badv/bapp), and only the first fitting creative of each
+campaign (a stamp per campaign, so no per-call clearing).
+
+`eligible_oracle` is the same rule in plain numpy: the reference the kernel is
+tested against, never used on a request.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+BANNER, VIDEO, NATIVE = 1, 2, 3  # exchange.campaigns.CreativeKind
 
 
-def admit(untargeted: np.ndarray, rows_by_value: dict[str, np.ndarray], values) -> np.ndarray:
-    """Rows that target nothing on this attribute, or target one of `values`. [N] bool"""
-    ok = untargeted.copy()
-    for value in values:
-        rows = rows_by_value.get(value)
-        if rows is not None:
-            ok[rows] = True
-    return ok
+@njit(cache=True, nogil=True, inline="always")
+def _any_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    for w in range(a.shape[0]):  # noqa: SIM110 - numba compiles loops, not generators
+        if a[w] & b[w]:
+            return True
+    return False
 
 
-def device_ok(row_devices: np.ndarray, devicetype: int) -> np.ndarray:
-    """Rows whose device-type bitset admits `devicetype` (0 = unknown). [N] bool"""
-    return (row_devices & np.uint8(1 << devicetype)) != 0
+@njit(cache=True, nogil=True, inline="always")
+def _contains(sorted_values: np.ndarray, value: int) -> bool:
+    i = np.searchsorted(sorted_values, value)
+    return i < sorted_values.shape[0] and sorted_values[i] == value
 
 
-def block(mask: np.ndarray, rows_by_value: dict[str, np.ndarray], values) -> None:
-    """Clear, in place, the rows listed under any of the blocked `values`."""
-    for value in values:
-        rows = rows_by_value.get(value)
-        if rows is not None:
-            mask[rows] = False
+@njit(cache=True, nogil=True)
+def eligible_rows(
+    n_rows: int,
+    active: np.ndarray,  # [N] bool
+    campaign: np.ndarray,  # [N] int32 campaign entry
+    slot: np.ndarray,  # [N] int32 budget slot
+    kind: np.ndarray,  # [N] int8 creative kind
+    size: np.ndarray,  # [N] uint32 (w << 16) | h of banners, 0 for other kinds
+    mime: np.ndarray,  # [N] int32 video mime id
+    duration: np.ndarray,  # [N] float32 video seconds
+    devices: np.ndarray,  # [N] uint8 device-type bitset (all bits: untargeted)
+    any_cat: np.ndarray,  # [N] bool untargeted by category
+    target_cat: np.ndarray,  # [N, W] uint64 targeted categories
+    any_country: np.ndarray,  # [N] bool
+    target_country: np.ndarray,  # [N, G] uint64
+    creative_cat: np.ndarray,  # [N, W] uint64 the creative's categories and their parents
+    budget: np.ndarray,  # [S] int64 daily budget per slot
+    spent: np.ndarray,  # [S] int64 spent today per slot
+    request_cat: np.ndarray,  # [W] uint64 the page's categories and their parents
+    country_word: int,  # -1: country unknown to the index
+    country_bit: np.uint64,
+    devicetype: int,
+    bcat: np.ndarray,  # [W] uint64 blocked categories
+    blocked_campaigns: np.ndarray,  # [B] int32 sorted campaign entries (badv, bapp)
+    banner_sizes: np.ndarray,  # [K] uint32 allowed banner size keys (empty: no banner)
+    video_mimes: np.ndarray,  # [M] int32 allowed mime ids (empty: no video)
+    min_duration: float,
+    max_duration: float,  # 0: no maximum
+    native: bool,
+    seen: np.ndarray,  # [E] int32 scratch: the stamp of the last call that took the campaign
+    stamp: int,
+    fit: np.ndarray,  # [N] uint8 scratch
+    out: np.ndarray,  # [N] int32 scratch for the result
+) -> int:
+    """Write the candidate rows to `out`; returns how many."""
+    _slot_fit(n_rows, kind, size, mime, duration, banner_sizes, video_mimes, min_duration,
+              max_duration, native, fit)  # fmt: skip
+    device_bit = np.uint8(1 << devicetype)
+    check_blocked = blocked_campaigns.shape[0] > 0
+    count = 0
+    for i in range(n_rows):
+        if not fit[i] or not active[i] or not (devices[i] & device_bit):
+            continue
+        c = campaign[i]
+        if seen[c] == stamp:  # this campaign already has a candidate creative
+            continue
+        s = slot[i]
+        if spent[s] >= budget[s]:
+            continue
+        if not any_cat[i] and not _any_bits(target_cat[i], request_cat):
+            continue
+        if not any_country[i] and (
+            country_word < 0 or not (target_country[i, country_word] & country_bit)
+        ):
+            continue
+        if _any_bits(creative_cat[i], bcat):
+            continue
+        if check_blocked and _contains(blocked_campaigns, c):
+            continue
+        seen[c] = stamp
+        out[count] = i
+        count += 1
+    return count
 
 
-def banner_fit(is_banner: np.ndarray, row_size: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """Banner rows whose size key is one of the imp's allowed sizes. [N] bool"""
-    fit = np.zeros(len(row_size), dtype=bool)
-    for key in sizes:
-        fit |= row_size == key
-    return fit & is_banner
+@njit(cache=True, nogil=True)
+def _slot_fit(n, kind, size, mime, duration, banner_sizes, video_mimes, min_duration,
+              max_duration, native, fit) -> None:  # fmt: skip
+    """fit[i] = 1 where row i's creative fits the slot. Branch-free passes over flat
+    arrays (SIMD-friendly): most rows are rejected here, before any per-row branch.
+    Non-banner rows carry size 0, which no slot has, so a size match means a banner."""
+    for i in range(n):
+        fit[i] = 0
+    for key in banner_sizes:
+        for i in range(n):
+            fit[i] |= size[i] == key
+    if video_mimes.shape[0] > 0:
+        top = max_duration if max_duration > 0 else np.inf
+        for m in video_mimes:
+            for i in range(n):
+                fit[i] |= (
+                    (kind[i] == VIDEO)
+                    & (mime[i] == m)
+                    & (duration[i] >= min_duration)
+                    & (duration[i] <= top)
+                )
+    if native:
+        for i in range(n):
+            fit[i] |= kind[i] == NATIVE
 
 
-def video_fit(
-    is_video: np.ndarray,
-    row_mime: np.ndarray,
-    row_duration: np.ndarray,
-    mimes: list[int],
-    minduration: int,
-    maxduration: int,
-) -> np.ndarray:
-    """Video rows with an accepted mime and a duration inside the imp's range. [N] bool"""
-    fit = np.zeros(len(row_mime), dtype=bool)
-    for mime in mimes:
-        fit |= row_mime == mime
-    fit &= is_video & (row_duration >= minduration)
-    if maxduration > 0:
-        fit &= row_duration <= maxduration
-    return fit
-
-
-def first_per_group(rows: np.ndarray, group_of_row: np.ndarray) -> np.ndarray:
-    """Keep the first of each run of rows with the same group (rows sorted by group)."""
-    if rows.size < 2:
-        return rows
-    groups = group_of_row[rows]
-    keep = np.empty(rows.size, dtype=bool)
-    keep[0] = True
-    np.not_equal(groups[1:], groups[:-1], out=keep[1:])
-    return rows[keep]
+def eligible_oracle(
+    n_rows, active, campaign, slot, kind, size, mime, duration, devices, any_cat, target_cat,
+    any_country, target_country, creative_cat, budget, spent, request_cat, country_word,
+    country_bit, devicetype, bcat, blocked_campaigns, banner_sizes, video_mimes, min_duration,
+    max_duration, native,
+) -> np.ndarray:  # fmt: skip
+    """The same rule as `eligible_rows`, in whole-array numpy. [C] int64 rows"""
+    n = n_rows
+    kind, size, mime, duration = kind[:n], size[:n], mime[:n], duration[:n]
+    fits = (kind == BANNER) & np.isin(size, banner_sizes)
+    video_ok = (duration >= min_duration) & ((max_duration <= 0) | (duration <= max_duration))
+    fits |= (kind == VIDEO) & np.isin(mime, video_mimes) & video_ok
+    fits |= (kind == NATIVE) & native
+    ok = active[:n] & fits & (spent[slot[:n]] < budget[slot[:n]])
+    ok &= (devices[:n] & np.uint8(1 << devicetype)) != 0
+    ok &= any_cat[:n] | ((target_cat[:n] & request_cat) != 0).any(axis=1)
+    if country_word >= 0:
+        ok &= any_country[:n] | ((target_country[:n, country_word] & country_bit) != 0)
+    else:
+        ok &= any_country[:n]
+    ok &= ~((creative_cat[:n] & bcat) != 0).any(axis=1)
+    ok &= ~np.isin(campaign[:n], blocked_campaigns)
+    rows = np.flatnonzero(ok)
+    _, first = np.unique(campaign[rows], return_index=True)  # first row of each campaign
+    return rows[np.sort(first)]

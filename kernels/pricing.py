@@ -1,9 +1,16 @@
-"""Rank candidates by expected value and price the winner (numpy).
+"""Rank candidates by expected value and price the winner (Numba, CPU).
 
 A candidate's bid, as a CPM in USD micros, is its expected value per thousand
-impressions: aCPM × pacing multiplier × predicted attentive seconds. The
-highest bid at or above the floor wins; exact ties go to the lower position
-(the index orders rows by campaign id, so ties break the same way every time).
+impressions: aCPM × pacing multiplier × predicted attentive seconds, rounded
+down. A bid is valid if it is positive, at or above the floor, and the
+campaign could pay it (bid / 1000 within its remaining budget). The highest
+valid bid wins; exact ties go to the lower tie key (a hash of the campaign
+id: deterministic, and no campaign is favoured by the order it was added in).
+First price pays the bid; second price pays max(runner-up, floor) plus one
+increment, never more than the bid.
+
+One pass over the candidates, no allocation. `*_oracle` functions are the
+same rules in numpy, kept as the test reference.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 FIRST_PRICE = 1
 SECOND_PRICE = 2
@@ -25,37 +33,126 @@ class Outcome(NamedTuple):
 NO_WINNER = Outcome(-1, 0, -1)
 
 
-def bid_cpm_micros(
-    acpm_micros: np.ndarray, multiplier: np.ndarray, seconds: np.ndarray
-) -> np.ndarray:
-    """Bids as CPM micros, rounded down so a bid never exceeds its value. [C] int64"""
-    value = acpm_micros * multiplier * seconds  # [C] float64
-    value[~np.isfinite(value)] = 0.0  # a broken prediction bids nothing
+@njit(cache=True, nogil=True, inline="always")
+def _bid(acpm, multiplier, seconds, i) -> int:
+    value = acpm[i] * multiplier[i] * seconds[i]
+    if not (0.0 < value < 9.0e18):  # also false for NaN: a broken prediction bids nothing
+        return 0
+    return np.int64(np.floor(value))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _valid(bid, floor, remaining, i) -> bool:
+    return bid > 0 and bid >= floor and bid // 1000 <= remaining[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _clearing(best_bid, second_bid, floor, auction_type, increment) -> int:
+    if auction_type == FIRST_PRICE:
+        return best_bid
+    return min(max(second_bid, floor, 0) + increment, best_bid)
+
+
+@njit(cache=True, nogil=True)
+def rank_and_price(
+    acpm: np.ndarray,  # [C] int64 micros per 1000 attentive seconds
+    multiplier: np.ndarray,  # [C] float64 pacing
+    seconds: np.ndarray,  # [C] float32 predicted attentive seconds
+    remaining: np.ndarray,  # [C] int64 budget left today, micros
+    tie: np.ndarray,  # [C] uint32 tie keys
+    floor: int,  # CPM micros
+    auction_type: int,
+    increment: int,
+) -> tuple[int, int, int]:
+    """(winner, clearing CPM micros, runner-up CPM micros); winner -1 if nobody may win."""
+    best, best_bid, second_bid = -1, -1, -1
+    for i in range(acpm.shape[0]):
+        bid = _bid(acpm, multiplier, seconds, i)
+        if not _valid(bid, floor, remaining, i):
+            continue
+        if bid > best_bid or (bid == best_bid and tie[i] < tie[best]):
+            second_bid = best_bid
+            best, best_bid = i, bid
+        elif bid > second_bid:
+            second_bid = bid
+    if best < 0:
+        return -1, 0, -1
+    return best, _clearing(best_bid, second_bid, floor, auction_type, increment), second_bid
+
+
+@njit(cache=True, nogil=True)
+def top_k(acpm, multiplier, seconds, remaining, tie, floor: int, out: np.ndarray) -> int:
+    """The len(out) best valid candidates, best first, into `out`; returns how many.
+
+    For multi-slot responses: an insertion into a sorted run of k, so O(C·k).
+    """
+    k = out.shape[0]
+    bids = np.empty(k, dtype=np.int64)
+    n = 0
+    for i in range(acpm.shape[0]):
+        bid = _bid(acpm, multiplier, seconds, i)
+        if not _valid(bid, floor, remaining, i):
+            continue
+        j = n
+        while j > 0 and (bid > bids[j - 1] or (bid == bids[j - 1] and tie[i] < tie[out[j - 1]])):
+            j -= 1
+        if j >= k:
+            continue
+        for m in range(min(n, k - 1), j, -1):
+            bids[m], out[m] = bids[m - 1], out[m - 1]
+        bids[j], out[j] = bid, i
+        n = min(n + 1, k)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def rank_and_price_batch(
+    offsets: np.ndarray,  # [I+1] int64: imp j's candidates are [offsets[j], offsets[j+1])
+    acpm,
+    multiplier,
+    seconds,
+    remaining,
+    tie,  # [sum C] concatenated candidates
+    floors: np.ndarray,  # [I] int64
+    auction_type: int,
+    increment: int,
+    winners: np.ndarray,  # [I] int64 out: position within the imp's slice, -1 none
+    prices: np.ndarray,  # [I] int64 out
+) -> None:
+    """Many imps in one call (no Python between them)."""
+    for j in range(offsets.shape[0] - 1):
+        lo, hi = offsets[j], offsets[j + 1]
+        w, p, _ = rank_and_price(
+            acpm[lo:hi], multiplier[lo:hi], seconds[lo:hi], remaining[lo:hi], tie[lo:hi],
+            floors[j], auction_type, increment,
+        )  # fmt: skip
+        winners[j], prices[j] = w, p
+
+
+def bids_oracle(acpm, multiplier, seconds) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # 0 * inf: a broken prediction, dropped below
+        value = acpm * multiplier.astype(np.float64) * seconds.astype(np.float64)  # [C]
+    value = np.where((value > 0) & (value < 9.0e18), value, 0.0)  # NaN compares false
     return np.floor(value).astype(np.int64)
 
 
-def rank_and_price(
-    bids: np.ndarray,
-    affordable: np.ndarray,
-    floor_cpm_micros: int,
-    auction_type: int,
-    increment_cpm_micros: int,
-) -> Outcome:
-    """Pick the winner among valid bids and its clearing price.
-
-    Valid bids are positive, at or above the floor and affordable. First price
-    pays the bid; second price pays max(runner-up, floor) + one increment,
-    never more than the bid itself.
-    """
-    valid = (bids > 0) & (bids >= floor_cpm_micros) & affordable  # [C] bool
+def rank_and_price_oracle(
+    acpm, multiplier, seconds, remaining, tie, floor, auction_type, increment
+) -> tuple[int, int, int]:
+    bids = bids_oracle(acpm, multiplier, seconds)
+    valid = (bids > 0) & (bids >= floor) & (bids // 1000 <= remaining)
     if not valid.any():
-        return NO_WINNER
-    ranked = np.where(valid, bids, -1)  # [C] int64
-    winner = int(np.argmax(ranked))  # first maximum: ties go to the lower position
-    top = int(ranked[winner])
-    ranked[winner] = -1
-    runner_up = int(ranked.max()) if ranked.size > 1 else -1
+        return -1, 0, -1
+    idx = np.flatnonzero(valid)
+    order = idx[np.lexsort((tie[idx], -bids[idx]))]  # bid desc, then tie key asc
+    best = int(order[0])
+    second = int(bids[order[1]]) if order.size > 1 else -1
     if auction_type == FIRST_PRICE:
-        return Outcome(winner, top, runner_up)
-    price = min(max(runner_up, floor_cpm_micros, 0) + increment_cpm_micros, top)
-    return Outcome(winner, price, runner_up)
+        return best, int(bids[best]), second
+    return best, min(max(second, floor, 0) + increment, int(bids[best])), second
+
+
+def top_k_oracle(acpm, multiplier, seconds, remaining, tie, floor, k) -> np.ndarray:
+    bids = bids_oracle(acpm, multiplier, seconds)
+    idx = np.flatnonzero((bids > 0) & (bids >= floor) & (bids // 1000 <= remaining))
+    return idx[np.lexsort((tie[idx], -bids[idx]))][:k]

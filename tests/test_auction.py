@@ -13,6 +13,7 @@ from exchange.book import CampaignBook
 from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
 from exchange.currency import RateTable
 from exchange.errors import BadRequest
+from exchange.index import tie_key
 from exchange.openrtb import Banner, BidRequest, Device, Format, Geo, Imp, Native, Site, Video
 from exchange.state import CampaignState
 from inference.scorer import Scores, ScoringBatch
@@ -127,10 +128,13 @@ def test_no_eligible_campaign_reason():
     assert result.bids == [] and result.nbr == NoBidReason.NO_ELIGIBLE_CAMPAIGN
 
 
-def test_ties_break_by_campaign_id():
-    h = Harness([campaign("b", 2.0), campaign("a", 2.0), campaign("c", 2.0)])
-    for i in range(3):
-        assert winner(h.run(request(id=f"r{i}"))) == "a"
+def test_ties_break_by_tie_key_whatever_the_order_of_upserts():
+    ids = ["b", "a", "c"]
+    expected = min(ids, key=tie_key)
+    for order in (ids, ids[::-1]):
+        h = Harness([campaign(cid, 2.0) for cid in order])
+        for i in range(3):
+            assert winner(h.run(request(id=f"r{i}"))) == expected
 
 
 def test_format_list_and_creative_choice():

@@ -24,6 +24,7 @@ from kernels.eligibility import eligible_rows
 
 ANY_DEVICE = 0xFF  # bit d set = device type d admitted; all bits = untargeted
 _STAMP_LIMIT = 2**31 - 1
+FILTER_CACHE = 4096  # request and imp filters kept between upserts
 
 
 def size_key(w: int, h: int) -> int:
@@ -125,6 +126,7 @@ class CampaignIndex:
             setattr(self, name, np.zeros((capacity, 1), dtype=np.uint64))
         self.seen = np.zeros(capacity, dtype=np.int32)  # [E] per-entry stamps
         self._stamp = 0
+        self._filters: dict[tuple, RequestFilter | ImpFilter] = {}  # cleared by any upsert
         self._fit = np.zeros(capacity, dtype=np.uint8)
         self._out = np.zeros(capacity, dtype=np.int32)
 
@@ -139,6 +141,7 @@ class CampaignIndex:
 
     def upsert(self, c: Campaign) -> None:
         """Replace the campaign's rows (or add them): O(its creatives), nothing rebuilt."""
+        self._filters.clear()  # vocabularies and block lists may change
         old = self.entry_of.get(c.id)
         if old is not None:
             self.active[self.rows_of[old]] = False
@@ -238,6 +241,16 @@ class CampaignIndex:
         self, categories: list[str], country: str, devicetype: int, bcat: list[str],
         badv: list[str], bapp: list[str],
     ) -> RequestFilter:  # fmt: skip
+        """Cached: the same site, country and block lists recur all day."""
+        key = (tuple(categories), country, devicetype, tuple(bcat), tuple(badv), tuple(bapp))
+        cached = self._filters.get(key)
+        if cached is None:
+            if len(self._filters) >= FILTER_CACHE:
+                self._filters.clear()
+            cached = self._filters[key] = self._request_filter(*key)
+        return cached
+
+    def _request_filter(self, categories, country, devicetype, bcat, badv, bapp) -> RequestFilter:
         words = self.target_cat.shape[1]
         page = [p for cat in categories for p in category_and_parents(cat)]
         bit = self.countries.bits.get(country)
@@ -255,6 +268,16 @@ class CampaignIndex:
         )
 
     def imp_filter(self, banner_sizes: list[int], video, native: bool) -> ImpFilter:
+        key = (tuple(banner_sizes), video and (tuple(video.mimes), video.minduration,
+               video.maxduration), native)  # fmt: skip
+        cached = self._filters.get(key)
+        if cached is None:
+            if len(self._filters) >= FILTER_CACHE:
+                self._filters.clear()
+            cached = self._filters[key] = self._imp_filter(banner_sizes, video, native)
+        return cached
+
+    def _imp_filter(self, banner_sizes: list[int], video, native: bool) -> ImpFilter:
         known = self.mime_ids
         mimes = [] if video is None else [known[m] for m in video.mimes if m in known]
         return ImpFilter(

@@ -20,7 +20,13 @@ import time
 import numpy as np
 import orjson
 
-from inference.runtime import DEFAULT_MODEL, BackendUnavailable, OnnxScorer, TorchScorer
+from inference.runtime import (
+    DEFAULT_MODEL,
+    BackendUnavailable,
+    OnnxScorer,
+    TorchScorer,
+    count_exposures,
+)
 
 SIZES = (64, 256, 1024)
 GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
@@ -29,11 +35,14 @@ GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
 def feeds_for(scorer, candidates: int, seed: int = 0) -> dict[str, np.ndarray]:
     spec = scorer.spec
     rng = np.random.default_rng(seed)
+    ads = rng.integers(1, spec.n_ads + 1, candidates).astype(np.int32)
+    history = rng.integers(1, spec.n_items, spec.history_len).astype(np.int32)
     return {
-        "ads": rng.integers(1, spec.n_ads + 1, candidates).astype(np.int32),
+        "ads": ads,
         "ad_kind": rng.choice([1, 1, 1, 2, 3], candidates).astype(np.int32),
         "ad_duration": rng.choice([0.0, 15.0], candidates).astype(np.float32),
-        "history": rng.integers(1, spec.n_items, spec.history_len).astype(np.int32),
+        "exposures": count_exposures(ads, history, spec.n_items),
+        "history": history,
         "context": np.array([17, 1, 4, 20], dtype=np.int32),
     }
 

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inference.metrics import auc
-from inference.runtime import OnnxScorer
+from inference.runtime import OnnxScorer, count_exposures
 from inference.world import Impressions, World, WorldConfig
 
 EVAL_SEED_BASE = 900_000  # evaluation sample seeds; training uses seed * 10 + {1, 2}
@@ -39,10 +39,12 @@ def served_predictions(
         mininterval=1,
         disable=not progress,
     ):
+        ads = imps.ad[i : i + 1].astype(np.int32)
         feeds = {
-            "ads": imps.ad[i : i + 1].astype(np.int32),
+            "ads": ads,
             "ad_kind": imps.ad_kind[i : i + 1].astype(np.int32),
             "ad_duration": imps.ad_duration[i : i + 1].astype(np.float32),
+            "exposures": count_exposures(ads, imps.history[i], scorer.spec.n_items),
             "history": imps.history[i],
             "context": np.array(
                 [imps.placement[i], imps.pos[i], imps.devicetype[i], imps.hour[i]], np.int32

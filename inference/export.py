@@ -9,7 +9,7 @@ import torch
 
 from inference.model import AttentionModel, ServingModel
 
-INPUTS = ("ads", "ad_kind", "ad_duration", "history", "context")
+INPUTS = ("ads", "ad_kind", "ad_duration", "exposures", "history", "context")
 OUTPUTS = ("p_view", "seconds", "p_click")
 OPSET = 17
 
@@ -19,6 +19,7 @@ def example_inputs(history_len: int, candidates: int = 8) -> tuple[torch.Tensor,
         torch.arange(1, candidates + 1, dtype=torch.int32),  # ads [C]
         torch.ones(candidates, dtype=torch.int32),  # ad_kind [C]
         torch.zeros(candidates, dtype=torch.float32),  # ad_duration [C]
+        torch.zeros(candidates, dtype=torch.float32),  # exposures [C]
         torch.zeros(history_len, dtype=torch.int32),  # history [L]
         torch.zeros(4, dtype=torch.int32),  # context [4]
     )
@@ -27,7 +28,8 @@ def example_inputs(history_len: int, candidates: int = 8) -> tuple[torch.Tensor,
 def export_onnx(model: AttentionModel, path: Path) -> None:
     """Write `path`; the graph takes any C and exactly the model's L."""
     serving = ServingModel(model).eval()
-    dynamic = {name: {0: "candidates"} for name in ("ads", "ad_kind", "ad_duration", *OUTPUTS)}
+    per_candidate = ("ads", "ad_kind", "ad_duration", "exposures", *OUTPUTS)
+    dynamic = {name: {0: "candidates"} for name in per_candidate}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MAX_ATTENTIVE_SECONDS = 180.0
+FORWARD_INPUTS = ("ads", "ad_kind", "ad_duration", "history", "context")  # AttentionModel's
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,12 @@ class AttentionModel(nn.Module):
             + self.device(context[..., 2])
             + self.hour(context[..., 3])
         )  # [..., D]
+        exposures = (history.unsqueeze(-2) == ads.unsqueeze(-1)).sum(-1)  # [..., C]
         return self.body(
-            ads,
             self.item(ads),
             ad_kind,
             ad_duration,
+            exposures.to(torch.float32),
             history,
             self.item(history),
             self.context_in(ctx),
@@ -150,10 +152,10 @@ class AttentionModel(nn.Module):
 
     def body(
         self,
-        ads: torch.Tensor,  # [..., C] int32
         ad_items: torch.Tensor,  # [..., C, D] item vectors of the ads
         ad_kind: torch.Tensor,  # [..., C] int32
         ad_duration: torch.Tensor,  # [..., C] float32
+        exposures: torch.Tensor,  # [..., C] float32 times the ad is in the history
         history: torch.Tensor,  # [..., L] int32
         history_items: torch.Tensor,  # [..., L, D] item vectors of the history
         context_hidden: torch.Tensor,  # [..., hidden] the context's share of the first layer
@@ -170,9 +172,7 @@ class AttentionModel(nn.Module):
         masked = (history == 0).to(ad.dtype) * -1e9  # [..., L]
         bias = torch.cat([torch.zeros_like(masked[..., :1]), masked], dim=-1)  # [..., L+1]
         pooled = self.attention(ad, seq, bias)  # [..., C, D]
-        same = history.unsqueeze(-2) == ads.unsqueeze(-1)  # [..., C, L]
-        exposures = same.to(ad.dtype).sum(-1, keepdim=True)  # [..., C, 1]
-        candidate = torch.cat([ad, pooled, ad * pooled, exposures], dim=-1)  # [..., C, 3D+1]
+        candidate = torch.cat([ad, pooled, ad * pooled, exposures.unsqueeze(-1)], dim=-1)
         h = self.candidate_in(candidate) + context_hidden.unsqueeze(-2)  # [..., C, hidden]
         return self.heads(self.mlp(h))  # [..., C, 3]
 
@@ -238,15 +238,16 @@ class ServingModel(nn.Module):
         ads: torch.Tensor,  # [C] int32
         ad_kind: torch.Tensor,  # [C] int32
         ad_duration: torch.Tensor,  # [C] float32
+        exposures: torch.Tensor,  # [C] float32: counted by the runtime, cheaper than in-graph
         history: torch.Tensor,  # [L] int32
         context: torch.Tensor,  # [4] int32
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         context_hidden = self.context_table[context + self.context_offsets].sum(0)  # [hidden]
         raw = self.model.body(
-            ads,
             self.items[ads],
             ad_kind,
             ad_duration,
+            exposures,
             history,
             self.items[history],
             context_hidden,

@@ -27,6 +27,7 @@ from inference.scorer import MAX_ATTENTIVE_SECONDS, Placement, Scores, ScoringBa
 log = logging.getLogger("attnx.inference")
 
 FALLBACK = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+INPUT_NAMES = ("ads", "ad_kind", "ad_duration", "exposures", "history", "context")  # the graph's
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"
 WARM_UP_SIZES = (1, 16, 64, 256, 1024)  # candidate counts run once at load
 PROBE_TOLERANCE = 1e-3  # a loaded model must reproduce the exporter's outputs this closely
@@ -80,6 +81,16 @@ class ModelSpec:
             raise ModelRejected(f"{path} is not a model directory: {exc}") from None
 
 
+def count_exposures(ads: np.ndarray, history: np.ndarray, n_items: int) -> np.ndarray:
+    """How often each ad appears in the history (recent exposures: fatigue). [C] float32
+
+    A bincount over the L history items, then a gather: cheaper than the [C, L]
+    comparison the model would otherwise do in its graph.
+    """
+    counts = np.bincount(history[history > 0], minlength=n_items)  # [n_items]
+    return counts[ads].astype(np.float32)
+
+
 def placement_id(publisher_key: str, tagid: str) -> int:
     """A stable number for a placement (site or app, and tag): the model hashes it."""
     return zlib.crc32(f"{publisher_key}\x1f{tagid}".encode())
@@ -106,11 +117,14 @@ class ModelInputs:
             ),
             dtype=np.int32,
         )  # [4] placement, position, device type, hour
+        ads = (batch.ads % s.n_ads + 1).astype(np.int32, copy=False)  # [C] onto model ads
+        history = history.astype(np.int32, copy=False)  # [L]
         return {
-            "ads": (batch.ads % s.n_ads + 1).astype(np.int32),  # [C] creatives onto model ads
+            "ads": ads,
             "ad_kind": batch.ad_kind,  # [C] int32
             "ad_duration": batch.ad_duration,  # [C] float32
-            "history": history.astype(np.int32, copy=False),  # [L]
+            "exposures": count_exposures(ads, history, s.n_items),  # [C] float32
+            "history": history,
             "context": context,
         }
 
@@ -161,7 +175,7 @@ class OnnxScorer:
             return list(PROVIDERS[backend])
         cache = trt_cache or self.spec.path / "trt-cache"
         shapes = {
-            k: ",".join(f"{name}:{n}" for name in ("ads", "ad_kind", "ad_duration"))
+            k: ",".join(f"{name}:{n}" for name in ("ads", "ad_kind", "ad_duration", "exposures"))
             for k, n in TRT_PROFILE.items()
         }
         options = {
@@ -204,10 +218,7 @@ class TorchScorer:
     def run(self, feeds: dict[str, np.ndarray]) -> Scores:
         torch = self._torch
         with torch.inference_mode():
-            args = [
-                torch.from_numpy(feeds[k]).to(self._device)
-                for k in ("ads", "ad_kind", "ad_duration", "history", "context")
-            ]
+            args = [torch.from_numpy(feeds[k]).to(self._device) for k in INPUT_NAMES]
             p_view, seconds, p_click = (t.cpu().numpy() for t in self.model(*args))
         return Scores(p_view=p_view, seconds=seconds, p_click=p_click)
 

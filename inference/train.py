@@ -25,7 +25,8 @@ from tqdm import tqdm
 from inference.evaluate import EVAL_SEED_BASE
 from inference.export import INPUTS, OUTPUTS, export_onnx
 from inference.metrics import auc, bayes_report, mae
-from inference.model import AttentionModel, ModelConfig, ServingModel
+from inference.model import FORWARD_INPUTS, AttentionModel, ModelConfig, ServingModel
+from inference.runtime import count_exposures
 from inference.world import Impressions, World, WorldConfig
 
 
@@ -60,7 +61,7 @@ def batch_tensors(imps: Impressions, no_history: bool = False) -> dict[str, torc
 
 
 def _forward(model: AttentionModel, t: dict[str, torch.Tensor], idx) -> torch.Tensor:
-    return model(*(t[name][idx] for name in INPUTS))  # [B, 1, 3]
+    return model(*(t[name][idx] for name in FORWARD_INPUTS))  # [B, 1, 3]
 
 
 @torch.no_grad()
@@ -164,10 +165,13 @@ def probe(model: AttentionModel, world_config: WorldConfig, candidates: int = 16
     L = model.config.history_len
     history = np.zeros(L, dtype=np.int32)
     history[: L // 2] = rng.integers(1, world_config.n_items, L // 2)
+    ads = rng.integers(1, world_config.n_ads + 1, candidates).astype(np.int32)
+    history[3] = ads[0]  # one recent exposure, so the probe covers that input too
     inputs = {
-        "ads": rng.integers(1, world_config.n_ads + 1, candidates).astype(np.int32),
+        "ads": ads,
         "ad_kind": rng.integers(1, 4, candidates).astype(np.int32),
         "ad_duration": rng.choice([0.0, 6.0, 15.0, 30.0], candidates).astype(np.float32),
+        "exposures": count_exposures(ads, history, model.config.n_items),
         "history": history,
         "context": np.array([7, 1, 4, 20], dtype=np.int32),
     }
@@ -202,6 +206,7 @@ def write_model_dir(
                 "ads": {"dtype": "int32", "shape": ["candidates"]},
                 "ad_kind": {"dtype": "int32", "shape": ["candidates"]},
                 "ad_duration": {"dtype": "float32", "shape": ["candidates"]},
+                "exposures": {"dtype": "float32", "shape": ["candidates"]},
                 "history": {"dtype": "int32", "shape": [cfg.history_len]},
                 "context": {
                     "dtype": "int32",

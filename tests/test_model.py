@@ -13,13 +13,14 @@ import pytest
 torch = pytest.importorskip("torch", reason="training and export need torch (the train extra)")
 
 from inference.export import INPUTS, export_onnx  # noqa: E402
-from inference.model import AttentionModel, ModelConfig, ServingModel  # noqa: E402
+from inference.model import FORWARD_INPUTS, AttentionModel, ModelConfig, ServingModel  # noqa: E402
 from inference.runtime import (  # noqa: E402
     DEFAULT_MODEL,
     ModelRejected,
     OnnxScorer,
     TorchScorer,
     check_probe,
+    count_exposures,
     load_scorer,
 )
 from inference.train import TrainConfig, quick, run  # noqa: E402
@@ -38,10 +39,13 @@ def model_dir(tmp_path_factory):
 def random_inputs(rng, config: ModelConfig, candidates: int, history: int):
     hist = np.zeros(config.history_len, dtype=np.int32)
     hist[:history] = rng.integers(1, config.n_items, history)
+    ads = rng.integers(1, config.n_items, candidates).astype(np.int32)
+    hist[: min(history, candidates) // 2] = ads[: min(history, candidates) // 2]  # exposures
     return {
-        "ads": rng.integers(1, config.n_items, candidates).astype(np.int32),
+        "ads": ads,
         "ad_kind": rng.integers(0, config.n_kinds, candidates).astype(np.int32),
         "ad_duration": rng.choice([0.0, 6.0, 15.0, 30.0], candidates).astype(np.float32),
+        "exposures": count_exposures(ads, hist, config.n_items),
         "history": hist,
         "context": np.array(
             [rng.integers(config.n_placements), rng.integers(8), rng.integers(8), rng.integers(24)],
@@ -79,7 +83,7 @@ def test_onnx_runtime_matches_torch(tmp_path, weights, candidates, history):
         feeds = random_inputs(rng, config, candidates, history)
         got = session.run(None, feeds)
         with torch.no_grad():
-            raw = model(*(torch.from_numpy(feeds[k])[None] for k in INPUTS))[0]  # batch of 1
+            raw = model(*(torch.from_numpy(feeds[k])[None] for k in FORWARD_INPUTS))[0]  # B = 1
             want = model.predict(raw)
         for g, w in zip(got, want, strict=True):
             assert g.shape == (candidates,)

@@ -27,9 +27,14 @@ _STAMP_LIMIT = 2**31 - 1
 FILTER_CACHE = 4096  # request and imp filters kept between upserts
 
 
+NO_SIZE = 0  # the key of non-banner rows, and of sizes no slot can have
+
+
 def size_key(w: int, h: int) -> int:
-    """(w, h) as one uint32; a size past 65535 px matches no real slot, so it is folded."""
-    return ((w & 0xFFFF) << 16) | (h & 0xFFFF)
+    """(w, h) as one uint32; NO_SIZE for sizes outside 1..65535 px, which match nothing."""
+    if not (0 < w <= 0xFFFF and 0 < h <= 0xFFFF):
+        return NO_SIZE
+    return (w << 16) | h
 
 
 def category_and_parents(cat: str) -> list[str]:
@@ -182,7 +187,7 @@ class CampaignIndex:
                 "campaign": entry, "slot": slot, "kind": int(creative.kind),
                 "ad": self.ad_ids.setdefault((c.id, creative.id), len(self.ad_ids)),
                 "size": size_key(creative.w, creative.h) if creative.kind == CreativeKind.BANNER
-                else 0,  # only banners are matched by size
+                else NO_SIZE,  # only banners are matched by size
                 "width": creative.w, "height": creative.h, "duration": creative.duration,
                 "mime": self.mime_ids.setdefault(creative.mime, len(self.mime_ids)),
                 "acpm": c.acpm_micros, "devices": devices, "tie": tie_key(c.id),
@@ -281,7 +286,7 @@ class CampaignIndex:
         known = self.mime_ids
         mimes = [] if video is None else [known[m] for m in video.mimes if m in known]
         return ImpFilter(
-            banner_sizes=np.array(banner_sizes, dtype=np.uint32),
+            banner_sizes=np.array([k for k in banner_sizes if k != NO_SIZE], dtype=np.uint32),
             video_mimes=np.array(mimes, dtype=np.int32),
             min_duration=float(video.minduration) if video is not None else 0.0,
             max_duration=float(video.maxduration) if video is not None else 0.0,

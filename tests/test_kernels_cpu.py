@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
-from exchange.index import CampaignIndex
+from exchange.index import CampaignIndex, size_key
 from exchange.state import CampaignState
 from kernels.eligibility import eligible_oracle
 from kernels.pricing import (
@@ -258,3 +258,15 @@ def test_updates_are_incremental_and_visible_at_once():
     assert ix.n == 3 and not ix.active[0]
     state.spent[state.slot("a")] = 10**9  # budget gone: no candidate, no rebuild
     assert ix.candidates(r, imp).tolist() == []
+
+
+def test_an_impossible_banner_size_matches_nothing_not_every_other_kind():
+    state = CampaignState()
+    ix = CampaignIndex(state)
+    video = Creative("v", CreativeKind.VIDEO, 640, 360, mime="video/mp4", duration=15)
+    native = Creative("n", CreativeKind.NATIVE)
+    ix.upsert(Campaign("a", "A", ["a.example"], "s", [video, native], 1_000_000, 10**9))
+    r = ix.request_filter([], "USA", 2, [], [], [])
+    for w, h in ((70_000, 250), (0, 0), (300, 65_536)):
+        imp = ix.imp_filter([size_key(w, h)], None, False)
+        assert ix.candidates(r, imp).tolist() == []

@@ -23,6 +23,7 @@ from exchange.state import CampaignState
 from kernels.eligibility import eligible_rows
 
 ANY_DEVICE = 0xFF  # bit d set = device type d admitted; all bits = untargeted
+ANY_COUNTRY = ""  # the posting list of rows that target no country
 _STAMP_LIMIT = 2**31 - 1
 FILTER_CACHE = 4096  # request and imp filters kept between upserts
 
@@ -58,6 +59,7 @@ class RequestFilter:
     devicetype: int
     bcat: np.ndarray  # [W] uint64
     blocked: np.ndarray  # [B] int32 sorted campaign entries (badv, bapp)
+    country: str  # for the country posting lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class ImpFilter:
     min_duration: float
     max_duration: float  # 0: none
     native: bool
+    slots: tuple  # posting-list keys of the slot: size keys, "video", "native"
 
 
 class Vocabulary:
@@ -91,6 +94,32 @@ class Vocabulary:
             if bit is not None:
                 out[bit >> 6] |= np.uint64(1) << np.uint64(bit & 63)
         return out
+
+
+class PostingLists:
+    """Rows by key (a banner size, a creative kind, a country), append-only and sorted:
+    rows only ever get higher numbers, and stale rows stay, switched off by `active`."""
+
+    EMPTY = np.zeros(0, dtype=np.int32)
+
+    def __init__(self) -> None:
+        self._rows: dict[object, np.ndarray] = {}
+        self._used: dict[object, int] = {}
+
+    def add(self, key: object, row: int) -> None:
+        rows, used = self._rows.get(key), self._used.get(key, 0)
+        if rows is None or used == len(rows):
+            rows = _grow(rows if rows is not None else self.EMPTY, max(16, 2 * used))
+            self._rows[key] = rows
+        rows[used] = row
+        self._used[key] = used + 1
+
+    def get(self, key: object) -> np.ndarray:
+        rows = self._rows.get(key)
+        return self.EMPTY if rows is None else rows[: self._used[key]]
+
+    def count(self, key: object) -> int:
+        return self._used.get(key, 0)
 
 
 def _grow(a: np.ndarray, rows: int, cols: int | None = None) -> np.ndarray:
@@ -123,6 +152,8 @@ class CampaignIndex:
         self.ad_ids: dict[tuple[str, str], int] = {}
         self.categories, self.countries = Vocabulary(), Vocabulary()
         self.mime_ids: dict[str, int] = {}
+        self.by_slot = PostingLists()  # banner size key, or "video" / "native"
+        self.by_country = PostingLists()  # a targeted country, or ANY_COUNTRY
         self.by_domain: dict[str, set[int]] = {}
         self.by_bundle: dict[str, set[int]] = {}
         for name, dtype in self.ROW_ARRAYS.items():
@@ -132,7 +163,6 @@ class CampaignIndex:
         self.seen = np.zeros(capacity, dtype=np.int32)  # [E] per-entry stamps
         self._stamp = 0
         self._filters: dict[tuple, RequestFilter | ImpFilter] = {}  # cleared by any upsert
-        self._fit = np.zeros(capacity, dtype=np.uint8)
         self._out = np.zeros(capacity, dtype=np.int32)
 
     def __len__(self) -> int:
@@ -199,6 +229,12 @@ class CampaignIndex:
             self.target_country[row] = target_country
             cats = [p for cat in creative.cat for p in category_and_parents(cat)]
             self.creative_cat[row] = self.categories.bitset(cats, self.creative_cat.shape[1])
+            if creative.kind == CreativeKind.BANNER:
+                self.by_slot.add(int(self.size[row]), row)
+            else:
+                self.by_slot.add(creative.kind.name.lower(), row)
+            for country in t.country or [ANY_COUNTRY]:
+                self.by_country.add(country, row)
             self.active[row] = not c.paused  # last: the row exists only once complete
 
     def set_paused(self, campaign_id: str, paused: bool) -> Campaign:
@@ -224,7 +260,6 @@ class CampaignIndex:
             rows = 2 * len(self.active)
             for name in (*self.ROW_ARRAYS, *self.BITSET_ARRAYS):
                 setattr(self, name, _grow(getattr(self, name), rows))
-            self._fit = _grow(self._fit, rows)
             self._out = _grow(self._out, rows)
         self.n += 1
         return self.n - 1
@@ -270,6 +305,7 @@ class CampaignIndex:
             devicetype=min(max(devicetype, 0), 7),
             bcat=self.categories.bitset(bcat, words),
             blocked=np.array(sorted(blocked), dtype=np.int32),
+            country=country,
         )
 
     def imp_filter(self, banner_sizes: list[int], video, native: bool) -> ImpFilter:
@@ -285,13 +321,28 @@ class CampaignIndex:
     def _imp_filter(self, banner_sizes: list[int], video, native: bool) -> ImpFilter:
         known = self.mime_ids
         mimes = [] if video is None else [known[m] for m in video.mimes if m in known]
+        sizes = [k for k in banner_sizes if k != NO_SIZE]
+        slots = (*sizes, *(["video"] if mimes else []), *(["native"] if native else []))
         return ImpFilter(
-            banner_sizes=np.array([k for k in banner_sizes if k != NO_SIZE], dtype=np.uint32),
+            banner_sizes=np.array(sizes, dtype=np.uint32),
             video_mimes=np.array(mimes, dtype=np.int32),
             min_duration=float(video.minduration) if video is not None else 0.0,
             max_duration=float(video.maxduration) if video is not None else 0.0,
             native=native,
+            slots=slots,
         )
+
+    def _rows_to_check(self, r: RequestFilter, imp: ImpFilter) -> np.ndarray:
+        """The shorter of the slot's posting lists and the country's: every row that
+        could qualify is in both, so either one is complete."""
+        by_slot = [self.by_slot.get(key) for key in imp.slots]
+        by_country = [self.by_country.get(r.country), self.by_country.get(ANY_COUNTRY)]
+        if r.country == ANY_COUNTRY:
+            by_country = by_country[1:]
+        shorter = min(by_slot, by_country, key=lambda lists: sum(len(x) for x in lists))
+        if len(shorter) <= 1:
+            return shorter[0] if shorter else PostingLists.EMPTY
+        return np.concatenate(shorter)
 
     def candidates(self, r: RequestFilter, imp: ImpFilter) -> np.ndarray:
         """Eligible rows for one imp, the first fitting creative per campaign. [C] int32"""
@@ -300,11 +351,12 @@ class CampaignIndex:
             self.seen[:] = 0
             self._stamp = 1
         count = eligible_rows(
-            self.n, self.active, self.campaign, self.slot, self.kind, self.size, self.mime,
-            self.duration, self.devices, self.any_cat, self.target_cat, self.any_country,
-            self.target_country, self.creative_cat, self.state.budget, self.state.spent,
-            r.categories, r.country_word, r.country_bit, r.devicetype, r.bcat, r.blocked,
+            self._rows_to_check(r, imp), self.active, self.campaign, self.slot, self.kind,
+            self.size, self.mime, self.duration, self.devices, self.any_cat, self.target_cat,
+            self.any_country, self.target_country, self.creative_cat, self.state.budget,
+            self.state.spent, r.categories, r.country_word, r.country_bit, r.devicetype, r.bcat,
+            r.blocked,
             imp.banner_sizes, imp.video_mimes, imp.min_duration, imp.max_duration, imp.native,
-            self.seen, self._stamp, self._fit, self._out,
+            self.seen, self._stamp, self._out,
         )  # fmt: skip
         return self._out[:count].copy()

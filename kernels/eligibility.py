@@ -1,11 +1,13 @@
 """Eligibility: which index rows may bid on one imp, in one pass (Numba, CPU).
 
-One call walks all N rows of the campaign index once and returns the
-candidate rows: active, budget left, the creative fits the slot (banner size,
-video mime and duration, native), targeting admits the request (category,
-country and device-type bitsets), nothing is blocked (bcat bitset, blocked
-campaigns from badv/bapp), and only the first fitting creative of each
-campaign (a stamp per campaign, so no per-call clearing).
+One call checks the rows of one posting list (the index picks the shorter of
+the slot's and the country's, so a narrowly targeted market costs the few
+rows that could qualify, not a scan of everything) and returns the candidate
+rows: active, budget left, the creative fits the slot (banner size, video mime
+and duration, native), targeting admits the request (category, country and
+device-type bitsets), nothing is blocked (bcat bitset, blocked campaigns from
+badv/bapp), and only the first eligible creative of each campaign (a stamp per
+campaign, so no per-call clearing).
 
 `eligible_oracle` is the same rule in plain numpy: the reference the kernel is
 tested against, never used on a request.
@@ -35,7 +37,7 @@ def _contains(sorted_values: np.ndarray, value: int) -> bool:
 
 @njit(cache=True, nogil=True)
 def eligible_rows(
-    n_rows: int,
+    rows: np.ndarray,  # [R] int32 rows to check: a posting list chosen by the index
     active: np.ndarray,  # [N] bool
     campaign: np.ndarray,  # [N] int32 campaign entry
     slot: np.ndarray,  # [N] int32 budget slot
@@ -64,64 +66,56 @@ def eligible_rows(
     native: bool,
     seen: np.ndarray,  # [E] int32 scratch: the stamp of the last call that took the campaign
     stamp: int,
-    fit: np.ndarray,  # [N] uint8 scratch
     out: np.ndarray,  # [N] int32 scratch for the result
 ) -> int:
-    """Write the candidate rows to `out`; returns how many."""
-    _slot_fit(n_rows, kind, size, mime, duration, banner_sizes, video_mimes, min_duration,
-              max_duration, native, fit)  # fmt: skip
+    """Write the candidate rows (ascending) to `out`; returns how many.
+
+    `rows` need not hold every row, only every row that could qualify: the index
+    passes the shorter of the slot's and the country's posting lists.
+    """
     device_bit = np.uint8(1 << devicetype)
     check_blocked = blocked_campaigns.shape[0] > 0
-    count = 0
-    for i in range(n_rows):
-        if not fit[i] or not active[i] or not (devices[i] & device_bit):
+    passed = 0
+    for i in rows:
+        if not active[i] or not (devices[i] & device_bit):
             continue
-        c = campaign[i]
-        if seen[c] == stamp:  # this campaign already has a candidate creative
-            continue
-        s = slot[i]
-        if spent[s] >= budget[s]:
-            continue
-        if not any_cat[i] and not _any_bits(target_cat[i], request_cat):
+        k = kind[i]
+        fits = False
+        if k == BANNER:
+            for key in banner_sizes:
+                fits |= size[i] == key
+        elif k == VIDEO:
+            d = duration[i]
+            if d >= min_duration and (max_duration <= 0 or d <= max_duration):
+                for m in video_mimes:
+                    fits |= mime[i] == m
+        elif k == NATIVE:
+            fits = native
+        if not fits:
             continue
         if not any_country[i] and (
             country_word < 0 or not (target_country[i, country_word] & country_bit)
         ):
             continue
-        if _any_bits(creative_cat[i], bcat):
+        if not any_cat[i] and not _any_bits(target_cat[i], request_cat):
             continue
-        if check_blocked and _contains(blocked_campaigns, c):
+        s = slot[i]
+        if spent[s] >= budget[s] or _any_bits(creative_cat[i], bcat):
             continue
-        seen[c] = stamp
-        out[count] = i
-        count += 1
+        if check_blocked and _contains(blocked_campaigns, campaign[i]):
+            continue
+        out[passed] = i
+        passed += 1
+    out[:passed].sort()  # row order: a campaign's first eligible creative is its candidate
+    count = 0
+    for j in range(passed):
+        i = out[j]
+        c = campaign[i]
+        if seen[c] != stamp:
+            seen[c] = stamp
+            out[count] = i
+            count += 1
     return count
-
-
-@njit(cache=True, nogil=True)
-def _slot_fit(n, kind, size, mime, duration, banner_sizes, video_mimes, min_duration,
-              max_duration, native, fit) -> None:  # fmt: skip
-    """fit[i] = 1 where row i's creative fits the slot. Branch-free passes over flat
-    arrays (SIMD-friendly): most rows are rejected here, before any per-row branch.
-    Non-banner rows carry size 0, which no slot has, so a size match means a banner."""
-    for i in range(n):
-        fit[i] = 0
-    for key in banner_sizes:
-        for i in range(n):
-            fit[i] |= size[i] == key
-    if video_mimes.shape[0] > 0:
-        top = max_duration if max_duration > 0 else np.inf
-        for m in video_mimes:
-            for i in range(n):
-                fit[i] |= (
-                    (kind[i] == VIDEO)
-                    & (mime[i] == m)
-                    & (duration[i] >= min_duration)
-                    & (duration[i] <= top)
-                )
-    if native:
-        for i in range(n):
-            fit[i] |= kind[i] == NATIVE
 
 
 def eligible_oracle(

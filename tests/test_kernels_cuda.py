@@ -100,10 +100,10 @@ def oracle_candidates(a: kc.IndexArrays, q: kc.RequestBatch, j: int) -> np.ndarr
     blocked = np.flatnonzero(q.blocked[j]).astype(np.int32)
     rows = eligible_oracle(n, *_rows_of(a), *_imp_args(q, j), blocked, *_slot_args(q, j))
     seen = np.zeros(a.n_entries, np.int32)
-    fit = np.zeros(max(n, 1), np.uint8)
     out = np.zeros(max(n, 1), np.int32)
+    every_row = np.arange(n, dtype=np.int32)  # the kernel also takes a full posting list
     count = eligible_rows(
-        n, *_rows_of(a), *_imp_args(q, j), blocked, *_slot_args(q, j), seen, 1, fit, out
+        every_row, *_rows_of(a), *_imp_args(q, j), blocked, *_slot_args(q, j), seen, 1, out
     )
     if not np.array_equal(out[:count], rows):
         raise AssertionError(

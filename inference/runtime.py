@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from numba import njit
 
 from inference.scorer import MAX_ATTENTIVE_SECONDS, Placement, Scores, ScoringBatch
 
@@ -81,14 +82,34 @@ class ModelSpec:
             raise ModelRejected(f"{path} is not a model directory: {exc}") from None
 
 
+@njit(cache=True, nogil=True)
+def _count_exposures(ads, history, counts, out) -> None:
+    for item in history:
+        if item > 0:
+            counts[item] += 1
+    for i in range(ads.shape[0]):
+        out[i] = counts[ads[i]]
+    for item in history:  # leave the scratch zeroed for the next call
+        if item > 0:
+            counts[item] = 0
+
+
 def count_exposures(ads: np.ndarray, history: np.ndarray, n_items: int) -> np.ndarray:
     """How often each ad appears in the history (recent exposures: fatigue). [C] float32
 
-    A bincount over the L history items, then a gather: cheaper than the [C, L]
-    comparison the model would otherwise do in its graph.
+    Counted here rather than in the graph, where a [C, L] comparison costs several
+    ONNX nodes; a compiled loop over a reused zeroed scratch touches only the L + C
+    entries it needs and leaves the caches to the model.
     """
-    counts = np.bincount(history[history > 0], minlength=n_items)  # [n_items]
-    return counts[ads].astype(np.float32)
+    counts = _SCRATCH.get(n_items)
+    if counts is None:
+        counts = _SCRATCH[n_items] = np.zeros(n_items, dtype=np.int32)
+    out = np.empty(ads.shape[0], dtype=np.float32)
+    _count_exposures(ads, history, counts, out)
+    return out
+
+
+_SCRATCH: dict[int, np.ndarray] = {}  # n_items -> zeroed counts (one thread at a time)
 
 
 def placement_id(publisher_key: str, tagid: str) -> int:

@@ -168,10 +168,6 @@ class CampaignIndex:
     def __len__(self) -> int:
         return self.n
 
-    @property
-    def active_campaigns(self) -> int:
-        return sum(1 for e in self.entry_of.values() if not self.entries[e].paused)
-
     # -- updates ----------------------------------------------------------------
 
     def upsert(self, c: Campaign) -> None:

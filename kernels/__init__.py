@@ -1,1 +1,1 @@
-"""Vectorised kernels for the auction's eligibility, ranking and pricing stages."""
+"""Numba kernels (CPU and CUDA) for eligibility, ranking and pricing, and their oracles."""

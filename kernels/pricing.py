@@ -30,9 +30,6 @@ class Outcome(NamedTuple):
     runner_up_cpm_micros: int  # -1 when there was no other valid bid
 
 
-NO_WINNER = Outcome(-1, 0, -1)
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _bid(acpm, multiplier, seconds, i) -> int:
     value = acpm[i] * multiplier[i] * seconds[i]

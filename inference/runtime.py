@@ -94,22 +94,19 @@ def _count_exposures(ads, history, counts, out) -> None:
             counts[item] = 0
 
 
-def count_exposures(ads: np.ndarray, history: np.ndarray, n_items: int) -> np.ndarray:
+def count_exposures(
+    ads: np.ndarray, history: np.ndarray, n_items: int, scratch: np.ndarray | None = None
+) -> np.ndarray:
     """How often each ad appears in the history (recent exposures: fatigue). [C] float32
 
     Counted here rather than in the graph, where a [C, L] comparison costs several
-    ONNX nodes; a compiled loop over a reused zeroed scratch touches only the L + C
-    entries it needs and leaves the caches to the model.
+    ONNX nodes. `scratch` is a zeroed [n_items] int32 array owned by the caller's
+    thread, reused so a call touches only the L + C entries it needs.
     """
-    counts = _SCRATCH.get(n_items)
-    if counts is None:
-        counts = _SCRATCH[n_items] = np.zeros(n_items, dtype=np.int32)
+    counts = np.zeros(n_items, dtype=np.int32) if scratch is None else scratch
     out = np.empty(ads.shape[0], dtype=np.float32)
     _count_exposures(ads, history, counts, out)
     return out
-
-
-_SCRATCH: dict[int, np.ndarray] = {}  # n_items -> zeroed counts (one thread at a time)
 
 
 def placement_id(publisher_key: str, tagid: str) -> int:
@@ -122,6 +119,8 @@ class ModelInputs:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+        # Per scorer: a swap warms the new scorer on another thread while this one serves.
+        self._exposure_counts = np.zeros(spec.n_items, dtype=np.int32)
 
     def feeds(self, batch: ScoringBatch) -> dict[str, np.ndarray]:
         s = self.spec
@@ -144,7 +143,7 @@ class ModelInputs:
             "ads": ads,
             "ad_kind": batch.ad_kind,  # [C] int32
             "ad_duration": batch.ad_duration,  # [C] float32
-            "exposures": count_exposures(ads, history, s.n_items),  # [C] float32
+            "exposures": count_exposures(ads, history, s.n_items, self._exposure_counts),
             "history": history,
             "context": context,
         }

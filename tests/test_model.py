@@ -198,3 +198,18 @@ def test_torch_on_cuda_matches_the_cpu_reference(model_dir):
     )
     for name in ("p_view", "seconds", "p_click"):
         assert np.max(np.abs(getattr(gpu.run(feeds), name) - getattr(cpu.run(feeds), name))) <= 1e-3
+
+
+def test_exposures_are_counted_exactly_and_the_scratch_is_left_zeroed():
+    rng = np.random.default_rng(7)
+    scratch = np.zeros(100, dtype=np.int32)
+    for _ in range(50):
+        history = np.zeros(50, dtype=np.int32)
+        n = int(rng.integers(0, 51))
+        history[:n] = rng.integers(1, 100, n)
+        ads = rng.integers(1, 100, 30).astype(np.int32)
+        ads[:3] = history[:3] if n >= 3 else ads[:3]
+        got = count_exposures(ads, history, 100, scratch)
+        want = (ads[:, None] == history[None, :n]).sum(axis=1)
+        assert got.tolist() == want.tolist()
+        assert not scratch.any()

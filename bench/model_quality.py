@@ -26,20 +26,12 @@ import orjson
 
 from inference.baseline import BaselineScorer
 from inference.evaluate import held_out, served_predictions
-from inference.metrics import auc, bayes_report, mae
+from inference.metrics import auc, bayes_report
 from inference.runtime import DEFAULT_MODEL, OnnxScorer
 from inference.scorer import Placement, ScoringBatch
-from inference.world import Impressions, World, WorldConfig
+from inference.world import Impressions, World
 
 EVAL_OFFSET = 1  # train.evaluate uses EVAL_SEED_BASE + 0 for the model directory's figures
-
-
-def figures(imps: Impressions, p_view, seconds, p_click) -> dict[str, float]:
-    return {
-        "auc_view": round(auc(imps.viewed, p_view), 4),
-        "auc_click": round(auc(imps.clicked, p_click), 4),
-        "seconds_mae": round(mae(imps.seconds, seconds), 4),
-    }
 
 
 def heuristic_predictions(imps: Impressions) -> tuple[np.ndarray, ...]:
@@ -65,24 +57,16 @@ def heuristic_predictions(imps: Impressions) -> tuple[np.ndarray, ...]:
     return out[0], out[1], out[2]
 
 
-def no_history_model(world: World, imps: Impressions, train_config) -> dict[str, float]:
+def no_history_model(world: World, imps: Impressions, saved: dict) -> dict[str, float]:
+    """The served model's own architecture and training, with every history blanked."""
     from inference import train
-
-    config = replace(train_config, no_history=True, max_epochs=min(train_config.max_epochs, 4))
-    model, _ = train.train(world, _model_config(world.config), config, progress=True)
-    p_view, seconds, p_click, _ = train.predict_batched(model, train.batch_tensors(imps, True))
-    return figures(imps, p_view, seconds, p_click)
-
-
-def _model_config(world_config: WorldConfig):
     from inference.model import ModelConfig
 
-    return ModelConfig(
-        n_items=world_config.n_items,
-        n_categories=world_config.n_topics + 1,
-        n_placements=world_config.n_placements,
-        history_len=world_config.history_len,
-    )
+    config = train.TrainConfig(**saved["train"])
+    config = replace(config, no_history=True, max_epochs=min(config.max_epochs, 4))
+    model, _ = train.train(world, ModelConfig(**saved["model"]), config, progress=True)
+    p_view, seconds, p_click, _ = train.predict_batched(model, train.batch_tensors(imps, True))
+    return train.quality(imps, p_view, seconds, p_click)
 
 
 def main() -> None:
@@ -99,16 +83,15 @@ def main() -> None:
     if args.train:
         model_dir = train.run(Path("models"), train.TrainConfig())
     saved = json.loads((model_dir / "config.json").read_text())
-    train_config = train.TrainConfig(**saved["train"])
     world, imps = held_out(model_dir, args.impressions, EVAL_OFFSET)
 
-    model = figures(imps, *served_predictions(OnnxScorer(model_dir), imps))
+    model = train.quality(imps, *served_predictions(OnnxScorer(model_dir), imps))
     bayes = bayes_report(imps)
     ceiling = 1 / (1 + np.exp(-world.view_logit(imps, use_history=False)))
     baselines = {
         "no_history_ceiling": {"auc_view": round(auc(imps.viewed, ceiling), 4)},
-        "no_history_model": no_history_model(world, imps, train_config),
-        "heuristic": figures(imps, *heuristic_predictions(imps)),
+        "no_history_model": no_history_model(world, imps, saved),
+        "heuristic": train.quality(imps, *heuristic_predictions(imps)),
     }
     print(
         orjson.dumps(

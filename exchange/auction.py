@@ -103,7 +103,7 @@ class Auction:
         billable = not req.test  # OpenRTB test mode: auctions run, nothing is bought
         state = self.book.state
         state.roll_day()
-        index = self.book.index  # one snapshot for the whole request
+        index = self.book.index  # updates only happen between requests (the auction never yields)
         device = req.device
         request_filter = index.request_filter(
             categories=req.content_categories(),

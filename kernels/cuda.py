@@ -24,9 +24,9 @@ arrays, or packed from the index's RequestFilter/ImpFilter), `auction_batch` ->
 into three arrays and copied into buffers kept per batch shape: device allocations cost
 ~100 µs each and each copy or launch has a fixed cost, which dominates small batches.
 
-The bid, validity and clearing rules are plain Python functions below (`_bid_value`,
-`_merge`, `_clearing`) compiled as device functions, so the CPU tests can check them
-without a GPU.
+The bid, validity and clearing rules are kernels.pricing's own plain functions, compiled
+here as device functions (with `_merge` below), so the GPU cannot drift from the CPU
+and the CPU tests can check them without a GPU.
 
 Importing this module never touches `numba.cuda`: the kernels are built on first use.
 Without a GPU (and outside the CUDA simulator, `NUMBA_ENABLE_CUDASIM=1`) the host
@@ -39,7 +39,6 @@ Kernels compile on their first launch; call `warm_up()` at start-up so no reques
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -49,14 +48,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from kernels.eligibility import BANNER, NATIVE, VIDEO
+from kernels.pricing import SECOND_PRICE
+from kernels.pricing import bid_value as _bid_value
+from kernels.pricing import clearing as _clearing
+from kernels.pricing import is_valid as _valid
+
 if TYPE_CHECKING:
     from exchange.index import CampaignIndex, ImpFilter, RequestFilter
 
 log = logging.getLogger("attnx.kernels")
 
-BANNER, VIDEO, NATIVE = 1, 2, 3  # exchange.campaigns.CreativeKind
-FIRST_PRICE = 1
-SECOND_PRICE = 2
 THREADS_PER_BLOCK = 256  # a power of two: the block reduction halves it
 # The simulator runs each thread as a Python thread: smaller blocks keep tests fast, and
 # with a few dozen rows they make every thread fold several rows before the tree merge.
@@ -156,19 +158,6 @@ def _require_cuda():
 # -- the rules, as plain Python (compiled as device functions; tested on the CPU) --------
 
 
-def _bid_value(acpm, multiplier, seconds):
-    """kernels.pricing._bid: floor(aCPM × multiplier × seconds) as int, 0 if not in (0, 9e18)."""
-    value = acpm * multiplier * seconds
-    if not (0.0 < value < 9.0e18):  # also false for NaN
-        return 0
-    return math.floor(value)
-
-
-def _valid(bid, floor, remaining):
-    """kernels.pricing._valid."""
-    return bid > 0 and bid >= floor and bid // 1000 <= remaining
-
-
 def _merge(b1, t1, r1, s1, b2, t2, r2, s2):
     """Merge two partial results (best bid, its tie key, its row, runner-up bid).
 
@@ -179,13 +168,6 @@ def _merge(b1, t1, r1, s1, b2, t2, r2, s2):
     if b2 > b1 or (b2 == b1 and b2 >= 0 and (t2 < t1 or (t2 == t1 and r2 < r1))):
         return b2, t2, r2, max(max(s2, s1), b1)
     return b1, t1, r1, max(max(s1, s2), b2)
-
-
-def _clearing(best_bid, second_bid, floor, auction_type, increment):
-    """kernels.pricing._clearing."""
-    if auction_type == FIRST_PRICE:
-        return best_bid
-    return min(max(max(second_bid, floor), 0) + increment, best_bid)
 
 
 # -- kernels (built on first use) -------------------------------------------------------

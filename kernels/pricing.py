@@ -15,6 +15,7 @@ same rules in numpy, kept as the test reference.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -30,24 +31,32 @@ class Outcome(NamedTuple):
     runner_up_cpm_micros: int  # -1 when there was no other valid bid
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _bid(acpm, multiplier, seconds, i) -> int:
-    value = acpm[i] * multiplier[i] * seconds[i]
-    if not (0.0 < value < 9.0e18):  # also false for NaN: a broken prediction bids nothing
+# The rules, once, as plain functions: compiled here for the CPU and by kernels.cuda
+# as device functions, so both paths bid, validate and price exactly alike.
+
+
+def bid_value(acpm, multiplier, seconds) -> int:
+    """floor(aCPM x multiplier x seconds); 0 outside (0, 9e18), NaN included."""
+    value = acpm * multiplier * seconds
+    if not (0.0 < value < 9.0e18):  # a broken prediction bids nothing
         return 0
-    return np.int64(np.floor(value))
+    return math.floor(value)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _valid(bid, floor, remaining, i) -> bool:
-    return bid > 0 and bid >= floor and bid // 1000 <= remaining[i]
+def is_valid(bid, floor, remaining) -> bool:
+    """Positive, at or above the floor, and payable (a win charges bid / 1000 at most)."""
+    return bid > 0 and bid >= floor and bid // 1000 <= remaining
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _clearing(best_bid, second_bid, floor, auction_type, increment) -> int:
+def clearing(best_bid, second_bid, floor, auction_type, increment) -> int:
     if auction_type == FIRST_PRICE:
         return best_bid
-    return min(max(second_bid, floor, 0) + increment, best_bid)
+    return min(max(max(second_bid, floor), 0) + increment, best_bid)
+
+
+_bid = njit(cache=True, nogil=True, inline="always")(bid_value)
+_valid = njit(cache=True, nogil=True, inline="always")(is_valid)
+_clearing = njit(cache=True, nogil=True, inline="always")(clearing)
 
 
 @njit(cache=True, nogil=True)
@@ -64,8 +73,8 @@ def rank_and_price(
     """(winner, clearing CPM micros, runner-up CPM micros); winner -1 if nobody may win."""
     best, best_bid, second_bid = -1, -1, -1
     for i in range(acpm.shape[0]):
-        bid = _bid(acpm, multiplier, seconds, i)
-        if not _valid(bid, floor, remaining, i):
+        bid = _bid(acpm[i], multiplier[i], seconds[i])
+        if not _valid(bid, floor, remaining[i]):
             continue
         if bid > best_bid or (bid == best_bid and tie[i] < tie[best]):
             second_bid = best_bid
@@ -87,8 +96,8 @@ def top_k(acpm, multiplier, seconds, remaining, tie, floor: int, out: np.ndarray
     bids = np.empty(k, dtype=np.int64)
     n = 0
     for i in range(acpm.shape[0]):
-        bid = _bid(acpm, multiplier, seconds, i)
-        if not _valid(bid, floor, remaining, i):
+        bid = _bid(acpm[i], multiplier[i], seconds[i])
+        if not _valid(bid, floor, remaining[i]):
             continue
         j = n
         while j > 0 and (bid > bids[j - 1] or (bid == bids[j - 1] and tie[i] < tie[out[j - 1]])):

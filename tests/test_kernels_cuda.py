@@ -22,6 +22,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -488,11 +489,45 @@ def run_case(case: Case) -> str | None:
     return compare(got, oracle_batch(case))
 
 
+def _lock_simulator_shared_arrays() -> None:
+    """Make the simulator's shared-array allocation atomic.
+
+    numba's simulator (0.68) gives each call site of cuda.shared.array one array per
+    launch, created on first use by an unlocked get-then-set while the first block's
+    Python threads start: two threads racing there get different arrays, one of them uninitialised
+    memory, and the block reduction reads garbage (seen once in CI: a runner-up of
+    4723585285223350272, float bits; 12 of 1500 one-block launches in a probe). Real
+    shared memory has no such race.
+    """
+    from numba.core import types
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    from numba.np import numpy_support
+
+    static = threading.Lock()
+    dynamic = FakeCUDAShared.array
+
+    def array(self, shape, dtype):
+        if shape == 0:
+            return dynamic(self, shape, dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with static:
+            res = self._allocations.get(key)
+            if res is None:
+                if isinstance(dtype, types.Type):
+                    dtype = numpy_support.as_dtype(dtype)
+                res = self._allocations[key] = np.empty(shape, dtype)
+        return res
+
+    FakeCUDAShared.array = array
+
+
 def simulate_main() -> int:
     """The subprocess: every SIM_CASES case under NUMBA_ENABLE_CUDASIM=1, one JSON line."""
     if not kc.simulator_enabled():
         print("set NUMBA_ENABLE_CUDASIM=1 to run the simulator cases", file=sys.stderr)
         return 2
+    _lock_simulator_shared_arrays()
     # The simulator runs each CUDA thread as a Python thread and polls them while holding
     # the GIL: at the default 5 ms switch interval every syncthreads() costs milliseconds.
     sys.setswitchinterval(1e-4)

@@ -1,29 +1,33 @@
 """In-process auction latency: one imp, 64 / 256 / 1024 eligible candidates.
 
-    python -m bench.auction [--scorer onnxruntime-cpu|baseline] [--iterations 3000] [--cpu 0]
+    python -m bench.auction [--scorer onnxruntime-cpu|baseline] [--model DIR]
+                            [--iterations 3000] [--large 100000] [--cpu 0]
 
-Workload: a campaign index of 4 x C campaigns (and, last, 100k campaigns with
-    python -m bench.auction [--scorer onnxruntime-cpu|baseline] [--iterations 3000] [--large 100000]
-with a 50-item history, second price, a floor); the others are other sizes or
-targeted elsewhere. Each iteration is the whole in-process hot path: protobuf
-bytes in -> decode -> validate -> eligibility -> features -> score (baseline)
--> rank + price -> reserve -> trade event queued -> protobuf bytes out. The
-scorer is the shipped attention model in ONNX Runtime (one thread), or the
-baseline predictor with `--scorer baseline`. Every request has a new id (a new
-trade). Timed with perf_counter_ns per call after a warm-up, pinned to one
-CPU. The last line is one JSON object.
+Workload: one banner imp (300x250, floor $0.50, second price) with a 50-item
+history, against an index of 4 x C campaigns of which C fit it (the others are
+other sizes or targeted elsewhere), and last 256 that fit among 100k. Each
+iteration is the whole in-process hot path: protobuf bytes in -> decode ->
+validate -> eligibility -> features -> score -> rank + price -> reserve ->
+trade frame written for the settlement process -> protobuf bytes out. The
+scorer is the shipped attention model (or `--model DIR`) in ONNX Runtime, one
+thread, or the baseline predictor with `--scorer baseline`. Every request has a
+new id (a new trade). Timed with perf_counter_ns per call after a warm-up,
+pinned to one CPU. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import queue
+import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
 
+from exchange import frames
 from exchange.auction import Auction, AuctionSettings
 from exchange.book import CampaignBook
 from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
@@ -31,7 +35,10 @@ from exchange.currency import RateTable
 from exchange.decode_proto import decode_proto
 from exchange.encode import to_proto
 from exchange.features import history_of, placement_of, scoring_batch
+from exchange.settlement import Trade
+from exchange.signing import NoticeSigner, new_secret
 from exchange.state import CampaignState
+from exchange.store import encode_trade
 from exchange.validate import validate
 from inference.baseline import BaselineScorer
 from inference.runtime import DEFAULT_MODEL, describe, load_scorer, warm_up_scorer
@@ -92,38 +99,82 @@ def percentiles(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def make_scorer(name: str) -> Scorer:
+def make_scorer(name: str, model: Path = DEFAULT_MODEL) -> Scorer:
     if name == "baseline":
         return BaselineScorer()
-    scorer = load_scorer(DEFAULT_MODEL, name)
+    scorer = load_scorer(model, name)
     warm_up_scorer(scorer, AuctionSettings().history_len)
     return scorer
 
 
-def build(candidates: int, scorer: Scorer, total: int | None = None) -> Auction:
+class FrameSink:
+    """Where this bench's trades go, as in the server: encoded and buffered by the auction,
+    then written (after the call, as the server writes once per loop turn) to a pipe
+    that another process drains, as the server's go to its settlement process's socket
+    (bench.settlement measures that pipeline itself)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self._fd = self.process.stdin.fileno()
+        self._outbox: list[bytes] = []
+
+    def __call__(self, trade: Trade) -> None:
+        self._outbox.append(frames.frame(frames.TRADE, encode_trade(trade)))
+
+    def flush(self) -> None:
+        if self._outbox:
+            os.write(self._fd, b"".join(self._outbox))
+            self._outbox.clear()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def build(
+    candidates: int,
+    scorer: Scorer,
+    record_trade: Callable[[Trade], object],
+    total: int | None = None,
+) -> Auction:
     book = CampaignBook(CampaignState(), campaigns_for(candidates, total))
-    trades: queue.Queue = queue.Queue()  # the real hand-off cost; nothing drains it here
-    auction = Auction(book, scorer, RATES, AuctionSettings(), trades.put_nowait)
+    auction = Auction(
+        book,
+        scorer,
+        RATES,
+        AuctionSettings(),
+        record_trade=record_trade,
+        sign=NoticeSigner(new_secret()).sign,
+    )
     warm = openrtb_pb2.BidRequest.FromString(request_bytes(-1))
     warm.test = 1  # loads the compiled kernels; buys nothing
     auction.run(decode_proto(warm), time.perf_counter_ns())
     return auction
 
 
-def end_to_end(auction: Auction, iterations: int, warmup: int) -> list[int]:
-    bodies = [request_bytes(i) for i in range(iterations + warmup)]
+def end_to_end(
+    auction: Auction, iterations: int, warmup: int, between: Callable[[], object] = lambda: None
+) -> list[int]:
+    """Per-call ns; `between` runs after each timed call (the server's next loop turn)."""
     samples = []
-    for i, body in enumerate(bodies):
-        t0 = time.perf_counter_ns()
-        req = decode_proto(openrtb_pb2.BidRequest.FromString(body))
-        result = auction.run(req, t0)
-        to_proto(result).SerializeToString()
-        t1 = time.perf_counter_ns()
-        if not result.bids:
-            raise SystemExit("benchmark request got no bid; the workload is wrong")
+    for i in range(iterations + warmup):
+        ns = timed_call(auction, request_bytes(i))
         if i >= warmup:
-            samples.append(t1 - t0)
+            samples.append(ns)
+        between()
     return samples
+
+
+def timed_call(auction: Auction, body: bytes) -> int:
+    """One request through the hot path, protobuf bytes in to bytes out: its ns."""
+    t0 = time.perf_counter_ns()
+    req = decode_proto(openrtb_pb2.BidRequest.FromString(body))
+    result = auction.run(req, t0)
+    to_proto(result).SerializeToString()
+    t1 = time.perf_counter_ns()
+    if not result.bids:
+        raise SystemExit("benchmark request got no bid; the workload is wrong")
+    return t1 - t0
 
 
 def stages(auction: Auction, iterations: int) -> dict[str, float]:
@@ -142,15 +193,14 @@ def stages(auction: Auction, iterations: int) -> dict[str, float]:
     placement = placement_of(req, imp, 12)
     batch = scoring_batch(index, rows, placement, history, n)
     scores = auction.scorer.score(batch)
-    slots = index.slot[rows]
     result = auction.run(
         decode_proto(openrtb_pb2.BidRequest.FromString(request_bytes(1))), time.perf_counter_ns()
     )
 
     def rank_price():
-        pricing.rank_and_price(
-            index.acpm[rows], state.multiplier[slots], scores.seconds, state.remaining(slots),
-            index.tie[rows], 500_000, 2, 10_000,
+        pricing.rank_and_price_rows(
+            rows, index.acpm, index.slot, index.tie, state.multiplier, state.budget,
+            state.spent, scores.seconds, 500_000, 2, 10_000,
         )  # fmt: skip
 
     work = {
@@ -179,17 +229,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin to (-1: no pinning)")
     parser.add_argument("--scorer", default="onnxruntime-cpu", help="onnxruntime-cpu | baseline")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory")
     parser.add_argument("--large", type=int, default=100_000, help="campaigns in the large case")
     args = parser.parse_args()
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
 
-    scorer = make_scorer(args.scorer)
+    scorer = make_scorer(args.scorer, args.model)
     results = []
     cases = [(c, 4 * c) for c in SIZES] + [(256, args.large)]
+    sink = FrameSink()
     for candidates, total in cases:
-        auction = build(candidates, scorer, total)
-        figures = percentiles(end_to_end(auction, args.iterations, args.warmup))
+        auction = build(candidates, scorer, sink, total)
+        figures = percentiles(end_to_end(auction, args.iterations, args.warmup, sink.flush))
         row = {"candidates": candidates, "campaigns": total, **figures}
         if (candidates, total) == (256, 1024):
             row["stage_p50_us"] = stages(auction, args.iterations)
@@ -210,6 +262,7 @@ def main() -> None:
             }
         ).decode()
     )
+    sink.close()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def feeds_for(scorer, candidates: int, seed: int = 0) -> dict[str, np.ndarray]:
         "ads": ads,
         "ad_kind": rng.choice([1, 1, 1, 2, 3], candidates).astype(np.int32),
         "ad_duration": rng.choice([0.0, 15.0], candidates).astype(np.float32),
-        "exposures": count_exposures(ads, history, spec.n_items),
+        "exposures": count_exposures(ads, history),
         "history": history,
         "context": np.array([17, 1, 4, 20], dtype=np.int32),
     }

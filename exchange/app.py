@@ -1,6 +1,7 @@
 """The exchange assembled from its configuration: one object the front ends share.
 
-Start-up does everything slow — reading campaigns, building the index,
+Start-up does everything slow — migrating the database, booking what the journal
+holds beyond the ledger (after a crash), reading campaigns, building the index,
 restoring today's spend, warming the auction — so that no request ever does.
 """
 
@@ -14,17 +15,23 @@ from pathlib import Path
 
 import orjson
 
+from exchange import ledger
 from exchange.auction import Auction, AuctionSettings
 from exchange.book import CampaignBook
 from exchange.campaign_io import campaign_from_dict, campaign_to_dict, load_campaigns
 from exchange.campaigns import Campaign
 from exchange.config import Config
 from exchange.currency import RateTable
+from exchange.db import Database
 from exchange.decode_json import decode_json
 from exchange.demo import demo_campaigns
+from exchange.errors import Conflict
 from exchange.example import example_request
+from exchange.openrtb import AuctionResult, BidRequest
+from exchange.settlement import Notice, Outcome, Receipt
+from exchange.settlement_client import SettlementClient
+from exchange.signing import NoticeSigner, new_secret
 from exchange.state import CampaignState
-from exchange.store import SqliteStore, TradeEvent
 from inference.baseline import BaselineScorer
 from inference.runtime import DEFAULT_MODEL, describe, load_scorer, warm_up_scorer
 from inference.scorer import Scorer
@@ -34,17 +41,50 @@ log = logging.getLogger("attnx")
 WARM_UP_AUCTIONS = 200
 
 
+def campaign_set(config: Config, saved: list[str]) -> list[Campaign]:
+    """The campaigns file (or the generated demo set), then Admin's saved changes."""
+    c = config.campaigns
+    if c.file:
+        campaigns = load_campaigns(Path(c.file))
+        source = c.file
+    else:
+        campaigns = demo_campaigns(c.demo_count, c.demo_seed)
+        source = f"generated demo set (seed {c.demo_seed})"
+    by_id = {campaign.id: campaign for campaign in campaigns}
+    for i, body in enumerate(saved):
+        campaign = campaign_from_dict(orjson.loads(body), f"store.campaigns[{i}]")
+        by_id[campaign.id] = campaign
+    log.info("loaded %d campaigns from %s, %d saved by Admin", len(campaigns), source, len(saved))
+    return list(by_id.values())
+
+
+class NotDurable(RuntimeError):
+    """The settlement process could not make a trade durable: the bid must not be sent."""
+
+
 class Exchange:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.rates = RateTable(config.currency_rates)
         self.state = CampaignState()
-        self.store = SqliteStore(
-            Path(config.store.sqlite), self.rates, on_duplicate_trade=self._duplicate_trade
+        st = config.settlement
+        db = Database(config.store.url)
+        db.migrate()
+        self.settlement = SettlementClient(
+            config.store.url,
+            Path(config.store.journal),
+            on_release=self._give_back,
+            queue=st.queue,
+            sweep_interval_s=st.sweep_interval_s,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.book = CampaignBook(self.state, self._initial_campaigns())
-        spent = self.store.spend_for_day(self.state.day)
+        self.settlement.start()  # books what the journal holds beyond the ledger first
+        with db.connect() as conn:
+            with conn.transaction():
+                secret = st.secret or ledger.setting(conn, "notice_secret", new_secret())
+            saved = [body for (body,) in conn.rows("SELECT body FROM campaigns ORDER BY id")]
+            spent = ledger.spend_for_day(conn, self.state.day)
+        self.signer = NoticeSigner(secret)
+        self.book = CampaignBook(self.state, campaign_set(config, saved))
         self.state.restore_spend({self.state.slot(cid): micros for cid, micros in spent.items()})
         a = config.auction
         self.auction = Auction(
@@ -57,28 +97,13 @@ class Exchange:
                 history_len=a.history_len,
                 notice_url=config.notice_url,
                 max_imps=a.max_imps,
+                take_rate_bps=st.take_rate_bps,
+                default_exp_s=st.default_exp_s,
+                max_exp_s=st.max_exp_s,
             ),
-            record_trade=self.store.record_trade,
+            record_trade=self.settlement.record_trade,
+            sign=self.signer.sign,
         )
-
-    def _initial_campaigns(self) -> list[Campaign]:
-        """The campaigns file (or the generated demo set), then Admin's saved changes."""
-        c = self.config.campaigns
-        if c.file:
-            campaigns = load_campaigns(Path(c.file))
-            source = c.file
-        else:
-            campaigns = demo_campaigns(c.demo_count, c.demo_seed)
-            source = f"generated demo set (seed {c.demo_seed})"
-        by_id = {campaign.id: campaign for campaign in campaigns}
-        saved = self.store.campaign_bodies()
-        for i, body in enumerate(saved):
-            campaign = campaign_from_dict(orjson.loads(body), f"store.campaigns[{i}]")
-            by_id[campaign.id] = campaign
-        log.info(
-            "loaded %d campaigns from %s, %d saved by Admin", len(campaigns), source, len(saved)
-        )
-        return list(by_id.values())
 
     @property
     def scorer(self) -> Scorer:
@@ -111,21 +136,39 @@ class Exchange:
         """Point the bids' nurl/burl/lurl at the address the HTTP server really bound."""
         self.auction.settings = replace(self.auction.settings, notice_url=url)
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind to the event loop that owns the in-process state."""
-        self._loop = loop
+    async def start(self) -> None:
+        """Serve the settlement connection from the running loop."""
+        await self.settlement.attach()
 
-    def _duplicate_trade(self, trade: TradeEvent) -> None:
-        """A retried request won again: give back the budget it reserved twice.
+    async def bid(self, req: BidRequest, received_ns: int) -> AuctionResult:
+        """Run the auction and wait until its trades are durable; only then may the
+        bids be sent. Raises BadRequest for bad input, NotDurable if they could not be."""
+        result = self.auction.run(req, received_ns)
+        if result.durable is not None:
+            try:
+                await result.durable
+            except Exception as exc:
+                for b in result.bids:  # never acknowledged: the budget goes back now
+                    self._give_back(b.campaign_id, self.state.day, b.price_cpm_micros // 1000)
+                raise NotDurable(f"{exc}: no bid was made") from exc
+        return result
 
-        Called on the store's writer thread; the state belongs to the event loop.
-        """
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.state.release, trade.slot, trade.charge_micros)
+    async def notify(self, notice: Notice) -> Receipt:
+        """Apply a checked notice; Conflict if it contradicts what is recorded."""
+        receipt = await self.settlement.notice(notice)
+        if receipt.outcome is Outcome.CONFLICT:
+            raise Conflict(receipt.message)
+        return receipt
+
+    def _give_back(self, campaign_id: str, day: int, micros: int) -> None:
+        """Budget given back: a void, a true-up, a retried request's second
+        reservation (from the settlement process), or a bid that was never sent."""
+        if day == self.state.day:  # yesterday's budget is gone: nothing to give back to
+            self.state.release(self.state.slot(campaign_id), micros)
 
     async def save_campaign(self, campaign: Campaign) -> None:
         """Persist first, then apply: an acknowledged change survives a restart."""
-        await self.store.save_campaign(
+        await self.settlement.save_campaign(
             campaign.id, orjson.dumps(campaign_to_dict(campaign)).decode()
         )
         self.book.upsert(campaign)
@@ -138,5 +181,6 @@ class Exchange:
             self.auction.run(decode_json(body), time.perf_counter_ns())
         return time.perf_counter() - started
 
-    def close(self) -> None:
-        self.store.close()
+    async def close(self) -> None:
+        """The settlement process books everything journaled, then exits."""
+        await self.settlement.close()

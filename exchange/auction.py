@@ -2,18 +2,19 @@
 
     validate → request filter (targeting, blocking)
     per imp: eligible candidates (kernel) → features → score → rank + price (kernel) → reserve
-    deadline check → queue the trade events → result
+    deadline check → hand the trades to the journal → result
 
 Nothing here waits on I/O: budgets are reserved in memory and trades are
-handed to a queue. Every stage is a whole-array operation over the index or
-the candidates; the only Python loops are over imps and blocked values.
+handed to the journal, whose future (in the result) the front end awaits before
+it answers. Every stage is a whole-array operation over the index or the
+candidates; the only Python loops are over imps and blocked values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -21,10 +22,10 @@ import numpy as np
 
 from exchange.book import CampaignBook
 from exchange.currency import RateTable
-from exchange.features import history_of, placement_of, scoring_batch
+from exchange.features import history_of, placement_of, publisher_key, scoring_batch
 from exchange.index import CampaignIndex, ImpFilter, size_key
 from exchange.openrtb import AuctionResult, BidRequest, Imp, WonBid
-from exchange.store import TradeEvent
+from exchange.settlement import Trade
 from exchange.validate import validate
 from inference.scorer import Placement, Scorer
 from kernels import pricing
@@ -46,6 +47,9 @@ class AuctionSettings:
     history_len: int = 50  # L, the model's fixed behaviour-sequence length
     notice_url: str = "http://127.0.0.1:8080"  # base of nurl/burl/lurl
     max_imps: int = 64
+    take_rate_bps: int = 1000  # the exchange's fee, fixed into each trade at the win
+    default_exp_s: int = 3600  # unbilled trades void after imp.exp, or this
+    max_exp_s: int = 86_400
 
 
 def trade_id(request_id: str, imp_id: str, campaign_id: str) -> str:
@@ -77,13 +81,17 @@ class Auction:
         scorer: Scorer,
         rates: RateTable,
         settings: AuctionSettings,
-        record_trade: Callable[[TradeEvent], None],
+        record_trade: Callable[[Trade], Awaitable | None],
+        sign: Callable[[str], str],
     ) -> None:
+        """`record_trade` makes a trade durable (the journal) and returns what to await
+        before answering; `sign` gives a bid's notice signature."""
         self.book = book
         self.scorer = scorer
         self.rates = rates
         self.settings = settings
         self.record_trade = record_trade
+        self.sign = sign
 
     def run(self, req: BidRequest, received_ns: int) -> AuctionResult:
         """Run one request's auction. Raises BadRequest for invalid input.
@@ -136,7 +144,10 @@ class Auction:
             reason = NoBidReason.BELOW_FLOOR if had_candidates else NoBidReason.NO_ELIGIBLE_CAMPAIGN
             return AuctionResult(req.id, cur, [], reason)
         day = state.day if billable else None
-        return AuctionResult(req.id, cur, [self._settle(index, req, cur, day, w) for w in wins])
+        publisher, now_ns = publisher_key(req), time.time_ns()
+        settled = [self._settle(index, req, cur, day, publisher, now_ns, w) for w in wins]
+        durable = settled[-1][1]  # the journal keeps order: the last trade's sync covers all
+        return AuctionResult(req.id, cur, [bid for bid, _ in settled], durable=durable)
 
     @staticmethod
     def _imp_filter(index: CampaignIndex, imp: Imp) -> ImpFilter:
@@ -161,14 +172,16 @@ class Auction:
         """Score one imp's candidates, bid their expected value, and price the winner."""
         state = self.book.state
         scores = self.scorer.score(scoring_batch(index, rows, placement, history, history_len))
-        slots = index.slot[rows]  # [C]
         outcome = pricing.Outcome(
-            *pricing.rank_and_price(
-                index.acpm[rows],
-                state.multiplier[slots],
+            *pricing.rank_and_price_rows(
+                rows,
+                index.acpm,
+                index.slot,
+                index.tie,
+                state.multiplier,
+                state.budget,
+                state.spent,
                 scores.seconds,
-                state.remaining(slots),
-                index.tie[rows],
                 self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur),
                 req.at,
                 self.settings.increment_cpm_micros,
@@ -177,10 +190,11 @@ class Auction:
         w = outcome.winner
         if w < 0:
             return None
+        row = int(rows[w])
         return _Win(
             imp,
-            int(rows[w]),
-            int(slots[w]),
+            row,
+            int(index.slot[row]),
             outcome,
             float(scores.seconds[w]),
             float(scores.p_view[w]),
@@ -188,32 +202,51 @@ class Auction:
         )
 
     def _settle(
-        self, index: CampaignIndex, req: BidRequest, cur: str, day: int | None, win: _Win
-    ) -> WonBid:
-        """Turn a reserved win into a bid and queue its trade event (none in test mode)."""
+        self,
+        index: CampaignIndex,
+        req: BidRequest,
+        cur: str,
+        day: int | None,
+        publisher: str,
+        now_ns: int,
+        win: _Win,
+    ) -> tuple[WonBid, Awaitable | None]:
+        """Turn a reserved win into a bid and hand its trade to the journal (none in test
+        mode); returns the bid and what to await before it may be sent."""
         campaign = index.entries[index.campaign[win.row]]
         creative = index.creatives[win.row]
         price = win.outcome.price_cpm_micros
+        price_cur = self.rates.from_usd_micros(price, cur)
         tid = trade_id(req.id, win.imp.id, campaign.id)
+        s = self.settings
+        durable = None
         if day is not None:
-            self.record_trade(
-                TradeEvent(
-                    tid,
-                    req.id,
-                    win.imp.id,
-                    campaign.id,
-                    win.slot,
-                    day,
-                    price,
-                    win.charge_micros,
-                    cur,
+            exp = min(win.imp.exp or s.default_exp_s, s.max_exp_s)
+            durable = self.record_trade(
+                Trade(
+                    id=tid,
+                    request_id=req.id,
+                    imp_id=win.imp.id,
+                    campaign_id=campaign.id,
+                    publisher=publisher,
+                    day=day,
+                    cur=cur,
+                    price_cpm_micros=price,
+                    price_cur_micros=round(price_cur * 1_000_000),
+                    reserved_micros=win.charge_micros,
+                    predicted_ms=round(win.seconds * 1000),
+                    take_rate_bps=s.take_rate_bps,
+                    won_ns=now_ns,
+                    expires_ns=now_ns + exp * 1_000_000_000,
+                    charged_micros=win.charge_micros,
                 )
             )
-        base = self.settings.notice_url
-        return WonBid(
+        sig = self.sign(tid)
+        base = f"{s.notice_url}/notice"
+        bid = WonBid(
             id=tid,
             impid=win.imp.id,
-            price=self.rates.from_usd_micros(price, cur),
+            price=price_cur,
             price_cpm_micros=price,
             seat=campaign.seat,
             campaign_id=campaign.id,
@@ -225,11 +258,14 @@ class Auction:
             w=creative.w,
             h=creative.h,
             exp=win.imp.exp,
-            nurl=f"{base}/notice/win?bid={tid}&price=${{AUCTION_PRICE}}&cur={cur}",
-            burl=f"{base}/notice/bill?bid={tid}&price=${{AUCTION_PRICE}}&cur={cur}",
-            lurl=f"{base}/notice/loss?bid={tid}&reason=${{AUCTION_LOSS}}",
+            nurl=f"{base}/win?bid={tid}&sig={sig}&price=${{AUCTION_PRICE}}&cur={cur}",
+            burl=f"{base}/bill?bid={tid}&sig={sig}&price=${{AUCTION_PRICE}}&cur={cur}",
+            lurl=f"{base}/loss?bid={tid}&sig={sig}&reason=${{AUCTION_LOSS}}",
+            beacon=f"{base}/attention?bid={tid}&sig={sig}&seconds=${{ATTENTION_SECONDS}}",
+            sig=sig,
             seconds=win.seconds,
             p_view=win.p_view,
             p_click=win.p_click,
             acpm=self.rates.from_usd_micros(campaign.acpm_micros, cur),
         )
+        return bid, durable

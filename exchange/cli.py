@@ -30,7 +30,8 @@ def _serve(args: argparse.Namespace) -> None:
         ("server", "grpc", args.grpc),
         ("server", "http", args.http),
         ("campaigns", "file", args.campaigns),
-        ("store", "sqlite", args.db),
+        ("store", "url", _db_url(args.db)),
+        ("store", "journal", args.journal),
     ):
         if value is not None:
             overrides.setdefault(section, {})[key] = value
@@ -41,6 +42,55 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit(f"attnx: {exc}")
     except KeyboardInterrupt:
         pass
+
+
+def _db_url(db: str | None) -> str | None:
+    """`--db`: a URL as is, or a SQLite file path."""
+    if db is None or "://" in db:
+        return db
+    return f"sqlite:///{db}"
+
+
+def _ledger(args: argparse.Namespace) -> None:
+    from exchange.app import campaign_set
+    from exchange.config import ConfigError, load_config
+    from exchange.db import Database, DatabaseError
+    from exchange.reports import campaign_report, check, publisher_report, render
+    from exchange.state import utc_day
+
+    try:
+        overrides: dict[str, dict] = {}
+        if args.db:
+            overrides["store"] = {"url": _db_url(args.db)}
+        if args.campaigns:
+            overrides["campaigns"] = {"file": args.campaigns}
+        config = load_config(args.config, **overrides)
+        db = Database(config.store.url)
+        db.migrate()
+        with db.connect() as conn:
+            saved = [b for (b,) in conn.rows("SELECT body FROM campaigns ORDER BY id")]
+            budgets = {c.id: c.daily_budget_micros for c in campaign_set(config, saved)}
+            if args.action == "check":
+                days = [d for (d,) in conn.rows("SELECT DISTINCT day FROM ledger_trades")]
+                per_day = {(c, d): b for c, b in budgets.items() for d in days}
+                breaches = check(conn, per_day)
+                for breach in breaches:
+                    print(f"BREACH: {breach}")
+                trades = conn.one("SELECT COUNT(*) FROM ledger_trades")[0]
+                print(f"{trades} trades checked: {len(breaches)} breaches")
+                sys.exit(1 if breaches else 0)
+            day = args.day if args.day is not None else utc_day()
+            campaigns, publishers = campaign_report(conn, day, budgets), publisher_report(conn, day)
+    except (ConfigError, DatabaseError) as exc:
+        sys.exit(f"attnx: {exc}")
+    if args.format == "json":
+        report = {"day": day, "campaigns": campaigns, "publishers": publishers}
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    print(f"day {day}: campaigns")
+    print(render(campaigns, args.format))
+    print(f"\nday {day}: publishers")
+    print(render(publishers, args.format))
 
 
 def _rpc(call, *args):
@@ -201,7 +251,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc", help="gRPC listen address, host:port")
     serve.add_argument("--http", help="HTTP listen address, host:port")
     serve.add_argument("--campaigns", help="campaigns file (JSON or YAML)")
-    serve.add_argument("--db", help="SQLite file for trades, notices and campaigns")
+    serve.add_argument("--db", help="ledger database: a SQLite file or a postgresql:// URL")
+    serve.add_argument("--journal", help="trade journal folder (default var/journal)")
     serve.add_argument("--ports-file", type=Path, help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
@@ -239,6 +290,17 @@ def parser() -> argparse.ArgumentParser:
     campaigns.add_argument("--n", type=int, default=400, help="demo: how many campaigns")
     campaigns.add_argument("--seed", type=int, default=7, help="demo: generator seed")
     campaigns.set_defaults(func=_campaigns)
+
+    ledger = sub.add_parser("ledger", help="report on or check the settlement ledger")
+    ledger.add_argument("action", choices=["report", "check"])
+    ledger.add_argument(
+        "--config", type=Path, help="the exchange's TOML file (its store and campaigns)"
+    )
+    ledger.add_argument("--db", help="ledger database (default: the config's store.url)")
+    ledger.add_argument("--campaigns", help="campaigns file, for budgets (default: the config's)")
+    ledger.add_argument("--day", type=int, help="report: UTC day number (default today)")
+    ledger.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    ledger.set_defaults(func=_ledger)
     return p
 
 
@@ -252,8 +314,10 @@ def main(argv: list[str] | None = None) -> None:
         if missing and not getattr(args, missing):
             what = "--out FILE" if missing == "out" else "an id or file"
             parser().error(f"campaigns {args.action} needs {what}")
+    quiet = args.command == "ledger"  # its output is the report: keep the log out of it
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         args.func(args)

@@ -40,7 +40,18 @@ class CampaignsConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    sqlite: str = "var/attnx.db"
+    url: str = "sqlite:///var/attnx.db"  # or postgresql://user@host:5432/db
+    journal: str = "var/journal"  # trades are fsynced here before a bid is answered
+
+
+@dataclass(frozen=True)
+class SettlementConfig:
+    take_rate_bps: int = 1000  # the exchange's fee: 10% of each charge
+    secret: str = ""  # notice-signing key; "" = generated once and kept in the database
+    default_exp_s: int = 3600  # an unbilled trade voids this long after the win (imp.exp wins)
+    max_exp_s: int = 86_400
+    sweep_interval_s: float = 1.0  # how often expired trades are voided
+    queue: int = 10_000  # ledger writer queue (items: journal groups, notices)
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class Config:
     auction: AuctionConfig = field(default_factory=AuctionConfig)
     campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    settlement: SettlementConfig = field(default_factory=SettlementConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     # Units of each currency per 1 USD.
     currency_rates: dict[str, float] = field(
@@ -124,6 +136,10 @@ def _check(config: Config) -> Config:
         "config.auction.history_len": config.auction.history_len,
         "config.auction.max_imps": config.auction.max_imps,
         "config.campaigns.demo_count": config.campaigns.demo_count,
+        "config.settlement.default_exp_s": config.settlement.default_exp_s,
+        "config.settlement.max_exp_s": config.settlement.max_exp_s,
+        "config.settlement.sweep_interval_s": config.settlement.sweep_interval_s,
+        "config.settlement.queue": config.settlement.queue,
     }
     for path, value in positive.items():
         if value <= 0:
@@ -137,6 +153,14 @@ def _check(config: Config) -> Config:
         RateTable(config.currency_rates)
     except ValueError as exc:
         raise ConfigError(f"config.currency_rates: {exc}") from None
+    if not 0 <= config.settlement.take_rate_bps <= 10_000:
+        raise ConfigError("config.settlement.take_rate_bps must be from 0 to 10000 (100%)")
+    if config.settlement.secret and len(config.settlement.secret) < 32:
+        raise ConfigError("config.settlement.secret must be at least 32 characters (or empty)")
+    if not config.store.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(
+            'config.store.url must be "sqlite:///path/to/file.db" or "postgresql://user@host/db"'
+        )
     if config.auction.increment_cpm_micros < 0 or config.auction.tmax_margin_ms < 0:
         raise ConfigError("config.auction.increment_cpm_micros and tmax_margin_ms must be >= 0")
     return config

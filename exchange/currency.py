@@ -7,6 +7,7 @@ exist only at the edges (a floor in `bidfloorcur`, a price in the response
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -41,10 +42,10 @@ class RateTable:
         """An amount in `cur` ("" means USD) as USD micros, rounded up.
 
         Rounding up matters for floors: a converted floor must never fall below
-        what the publisher asked for.
+        what the publisher asked for. Floors repeat (a publisher has a few), so the
+        conversion is cached: `round(x, 6)` is a decimal conversion, slow per request.
         """
-        rate = self._rates[cur or BASE]
-        return math.ceil(round(amount * MICROS / rate, 6))
+        return _to_usd_micros(amount, self._rates[cur or BASE])
 
     def from_usd_micros(self, micros: int, cur: str) -> float:
         """USD micros as an amount in `cur`, rounded to 6 decimals for the wire."""
@@ -53,3 +54,8 @@ class RateTable:
     def response_currency(self, accepted: list[str]) -> str:
         """The first currency the caller accepts (validation ensured we know it)."""
         return accepted[0] if accepted else BASE
+
+
+@functools.lru_cache(maxsize=4096)
+def _to_usd_micros(amount: float, rate: float) -> int:
+    return math.ceil(round(amount * MICROS / rate, 6))

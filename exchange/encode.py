@@ -43,6 +43,8 @@ def to_proto(result: AuctionResult) -> openrtb_pb2.BidResponse:
             attention.p_click = b.p_click
             attention.acpm = b.acpm
             attention.campaign_id = b.campaign_id
+            attention.sig = b.sig
+            attention.beacon = b.beacon
     return response
 
 
@@ -66,6 +68,8 @@ def _bid_json(b: WonBid) -> dict:
                 "p_click": round(b.p_click, 6),
                 "acpm": b.acpm,
                 "campaign_id": b.campaign_id,
+                "sig": b.sig,
+                "beacon": b.beacon,
             }
         },
     }

@@ -18,3 +18,11 @@ class BadRequest(ValueError):
 
 class NotFound(LookupError):
     """A well-formed reference to something the exchange does not know."""
+
+
+class Forbidden(PermissionError):
+    """A well-formed request this exchange did not authorise (a forged notice)."""
+
+
+class Conflict(ValueError):
+    """Contradicts what is already recorded (a notice with another price); refused."""

@@ -7,6 +7,7 @@ candidate); the user's history is cut or zero-padded to the model's fixed L.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from exchange.index import CampaignIndex
 from exchange.openrtb import BidRequest, Imp
@@ -54,13 +55,32 @@ def scoring_batch(
     history: np.ndarray,
     history_len: int,
 ) -> ScoringBatch:
+    ads, kind, width, height, duration = gather_candidates(
+        rows, index.ad, index.kind, index.width, index.height, index.duration
+    )
     return ScoringBatch(
-        ads=index.ad[rows],
-        ad_kind=index.kind[rows].astype(np.int32),
-        ad_w=index.width[rows],
-        ad_h=index.height[rows],
-        ad_duration=index.duration[rows],
+        ads=ads,
+        ad_kind=kind,
+        ad_w=width,
+        ad_h=height,
+        ad_duration=duration,
         history=history,
         history_len=history_len,
         placement=placement,
     )
+
+
+@njit(cache=True, nogil=True)
+def gather_candidates(rows, ad, kind, width, height, duration):
+    """The candidates' creative columns in one pass (five numpy gathers cost more)."""
+    n = rows.shape[0]
+    ads = np.empty(n, dtype=np.int32)  # [C]
+    kinds = np.empty(n, dtype=np.int32)  # [C]
+    widths = np.empty(n, dtype=np.int32)  # [C]
+    heights = np.empty(n, dtype=np.int32)  # [C]
+    durations = np.empty(n, dtype=np.float32)  # [C]
+    for i in range(n):
+        r = rows[i]
+        ads[i], kinds[i], widths[i], heights[i] = ad[r], kind[r], width[r], height[r]
+        durations[i] = duration[r]
+    return ads, kinds, widths, heights, durations

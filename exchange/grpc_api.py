@@ -15,13 +15,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.app import Exchange
+from exchange.app import Exchange, NotDurable
 from exchange.campaign_io import campaign_from_proto, campaign_to_proto
 from exchange.campaigns import Campaign
 from exchange.decode_proto import decode_proto
 from exchange.encode import to_proto
-from exchange.errors import BadRequest, NotFound
+from exchange.errors import BadRequest, Conflict, Forbidden, NotFound
 from exchange.notices import notice_from_proto
+from exchange.settlement import Outcome
+from exchange.settlement_client import SettlerDown
+from exchange.store import Busy
 from inference.runtime import BackendUnavailable, ModelRejected, describe
 from protos.attnx.v1 import admin_pb2, admin_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 
@@ -41,6 +44,12 @@ async def _fail(context: grpc.aio.ServicerContext, exc: Exception, what: str) ->
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, NotFound):
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    if isinstance(exc, Forbidden):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, Conflict):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    if isinstance(exc, Busy | NotDurable | SettlerDown):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     log.exception("%s failed", what)
     await context.abort(grpc.StatusCode.INTERNAL, f"{what} failed inside the exchange; see its log")
 
@@ -52,15 +61,19 @@ class ExchangeService(exchange_pb2_grpc.ExchangeServicer):
     async def Bid(self, request, context):
         received = time.perf_counter_ns()
         try:
-            return to_proto(self.exchange.auction.run(decode_proto(request), received))
+            return to_proto(await self.exchange.bid(decode_proto(request), received))
         except Exception as exc:
             await _fail(context, exc, "the auction")
 
     async def Notify(self, request, context):
         try:
-            notice = notice_from_proto(request, self.exchange.rates)
-            recorded = await self.exchange.store.record_notice(notice)
-            return exchange_pb2.NoticeAck(recorded=recorded, bid_id=notice.bid_id)
+            notice = notice_from_proto(request, self.exchange.rates, self.exchange.signer)
+            receipt = await self.exchange.notify(notice)
+            return exchange_pb2.NoticeAck(
+                recorded=receipt.outcome is Outcome.RECORDED,
+                bid_id=notice.trade_id,
+                state=receipt.state.value,
+            )
         except Exception as exc:
             await _fail(context, exc, "the notice")
 

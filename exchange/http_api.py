@@ -1,8 +1,9 @@
 """The HTTP front end for OpenRTB callers that speak JSON, and the notice URLs.
 
-POST /openrtb2/auction   200 + BidResponse | 204 no bid | 400 | 413
-GET  /notice/{win,bill,loss}?bid=..&price=..&cur=..&reason=..
-GET  /healthz
+POST /openrtb2/auction   200 + BidResponse | 204 no bid | 400 | 413 | 503 (journal failed)
+GET  /notice/{win,bill,loss,attention}?bid=..&sig=..&price=..&cur=..&reason=..&seconds=..
+     200 {"recorded", "bid", "state"} | 400 | 403 forged | 404 unknown | 409 conflict | 503
+GET  /healthz                        status, campaigns, ledger counters
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from exchange.app import Exchange
+from exchange.app import Exchange, NotDurable
 from exchange.decode_json import decode_json
 from exchange.encode import to_json
-from exchange.errors import BadRequest, NotFound
+from exchange.errors import BadRequest, Conflict, Forbidden, NotFound
 from exchange.notices import notice_from_query
+from exchange.settlement import Outcome
+from exchange.settlement_client import SettlerDown
+from exchange.store import Busy
 
 log = logging.getLogger("attnx.http")
 
@@ -57,11 +61,14 @@ def create_app(exchange: Exchange) -> Starlette:
         received = time.perf_counter_ns()
         try:
             body = await _read_body(request, limit)
-            result = exchange.auction.run(decode_json(body), received)
+            result = await exchange.bid(decode_json(body), received)
         except BodyTooLarge:
             return _error(413, f"request body is larger than {limit} bytes")
         except BadRequest as exc:
             return _error(400, str(exc))
+        except NotDurable as exc:
+            log.error("%s", exc)
+            return _error(503, str(exc))
         except Exception:
             log.exception("the auction failed")
             return _error(500, "the auction failed inside the exchange; see its log")
@@ -71,23 +78,38 @@ def create_app(exchange: Exchange) -> Starlette:
 
     async def notice(request: Request) -> Response:
         try:
-            event = notice_from_query(
-                request.path_params["kind"], request.query_params, exchange.rates
+            notice = notice_from_query(
+                request.path_params["kind"], request.query_params, exchange.rates, exchange.signer
             )
-            recorded = await exchange.store.record_notice(event)
+            receipt = await exchange.notify(notice)
         except BadRequest as exc:
             return _error(400, str(exc))
+        except Forbidden as exc:
+            return _error(403, str(exc))
         except NotFound as exc:
             return _error(404, str(exc))
+        except Conflict as exc:
+            return _error(409, str(exc))
+        except (Busy, SettlerDown) as exc:
+            return _error(503, str(exc))
         except Exception:
             log.exception("a notice failed")
             return _error(500, "the notice failed inside the exchange; see its log")
-        return Response(orjson.dumps({"recorded": recorded, "bid": event.bid_id}), media_type=JSON)
+        body = {
+            "recorded": receipt.outcome is Outcome.RECORDED,
+            "bid": notice.trade_id,
+            "state": receipt.state.value,
+        }
+        return Response(orjson.dumps(body), media_type=JSON)
 
     async def healthz(request: Request) -> Response:
-        return Response(
-            orjson.dumps({"status": "ok", "campaigns": len(exchange.book)}), media_type=JSON
-        )
+        try:
+            ledger = await exchange.settlement.metrics()
+        except SettlerDown as exc:
+            body = {"status": "degraded", "campaigns": len(exchange.book), "ledger": str(exc)}
+            return Response(orjson.dumps(body), 503, media_type=JSON)
+        body = {"status": "ok", "campaigns": len(exchange.book), "ledger": ledger}
+        return Response(orjson.dumps(body), media_type=JSON)
 
     return Starlette(
         routes=[

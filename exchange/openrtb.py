@@ -7,6 +7,7 @@ the exchange uses are kept; unknown fields are dropped at decode time.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 DEFAULT_AUCTION_TYPE = 2  # OpenRTB: second price unless `at` says otherwise
@@ -159,6 +160,8 @@ class WonBid:
     nurl: str
     burl: str
     lurl: str
+    beacon: str  # the attention beacon URL
+    sig: str  # the notice signature in every notice URL
     seconds: float
     p_view: float
     p_click: float
@@ -171,3 +174,4 @@ class AuctionResult:
     cur: str
     bids: list[WonBid]
     nbr: int = 0  # no-bid reason, set when `bids` is empty
+    durable: Awaitable | None = None  # done once the trades are journaled: then answer

@@ -73,7 +73,7 @@ async def serve(config: Config, ports_file: Path | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     exchange = Exchange(config)
-    exchange.attach(loop)
+    await exchange.start()
     log.info(
         "warmed up in %.2f s (%d campaigns, %d creatives, scorer: %s)",
         exchange.warm_up(),
@@ -100,8 +100,9 @@ async def serve(config: Config, ports_file: Path | None = None) -> None:
             http_port,
         )
         log.info(
-            "SQLite file: %s; notice URLs: %s",
-            config.store.sqlite,
+            "ledger: %s; journal: %s; notice URLs: %s",
+            config.store.url,
+            config.store.journal,
             exchange.auction.settings.notice_url,
         )
         if ports_file is not None:
@@ -115,7 +116,7 @@ async def serve(config: Config, ports_file: Path | None = None) -> None:
             await grpc_server.stop(GRACE_SECONDS)
         if http_task is not None:
             await http_task
-        exchange.close()
+        await exchange.close()
         log.info("stopped; all queued writes committed")
 
 

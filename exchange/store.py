@@ -1,238 +1,308 @@
-"""The embedded store: one SQLite file for trades, notices and Admin's campaigns.
+"""The store: one writer thread that keeps the ledger and Admin's campaigns in SQL.
+It runs in the settlement process (exchange.settler):
 
-All writes go through one writer thread fed by a queue, so the event loop never
-waits on disk: trades are queued fire-and-forget from the hot path; notices and
-campaign saves are awaited (a caller is told "recorded" only after the commit).
-One writer also orders things: a trade queued before its bid response is sent
-is always in the table before any notice about it is looked up.
+    server's trades ──▶ journal (fsynced in groups; the bid answer waits for it)
+                            │ sink, after each sync
+                            ▼
+    notices, Admin ──▶ bounded queue ──▶ writer thread ──▶ SQLite / PostgreSQL
+
+Trades reach the ledger from the journal: a trade is durable before its bid is
+answered, and if the queue is full the writer catches up from the journal files
+(a metric and a log line, never a drop). Notices and campaign saves are awaited
+until their transaction commits. Everything else that touches money also runs
+here: expiry sweeps void unbilled trades. Budget given back (voids, true-ups, a
+retried request's second reservation) is reported through `on_release`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import closing
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from exchange.currency import RateTable
+import orjson
+
+from exchange import ledger
+from exchange.db import Database
 from exchange.errors import NotFound
+from exchange.journal import Journal
+from exchange.settlement import Notice, Outcome, Step, Trade, apply, expire
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("attnx.store")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS trades (
-    id TEXT PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    imp_id TEXT NOT NULL,
-    campaign_id TEXT NOT NULL,
-    day INTEGER NOT NULL,
-    price_cpm_micros INTEGER NOT NULL,
-    charge_micros INTEGER NOT NULL,
-    cur TEXT NOT NULL,
-    created_ns INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS trades_by_day ON trades (day, campaign_id);
-CREATE TABLE IF NOT EXISTS notices (
-    bid_id TEXT NOT NULL REFERENCES trades (id),
-    type TEXT NOT NULL,
-    price_cpm_micros INTEGER,
-    loss_reason INTEGER,
-    received_ns INTEGER NOT NULL,
-    PRIMARY KEY (bid_id, type)
-);
-CREATE TABLE IF NOT EXISTS campaigns (
-    id TEXT PRIMARY KEY,
-    body TEXT NOT NULL,
-    updated_ns INTEGER NOT NULL
-);
-"""
-
-BATCH = 512  # most queued writes committed in one transaction
+BATCH = 256  # queue items per transaction (a trade item is a whole journal group)
+EXPIRE_BATCH = 1000  # trades voided per sweep at most
 _STOP = object()
 
 
-@dataclass(slots=True, frozen=True)
-class TradeEvent:
-    """A won bid: budget was reserved in memory; this makes it durable."""
-
-    id: str
-    request_id: str
-    imp_id: str
-    campaign_id: str
-    slot: int
-    day: int
-    price_cpm_micros: int
-    charge_micros: int
-    cur: str
+class Busy(RuntimeError):
+    """The writer's queue is full: the caller should retry shortly."""
 
 
-@dataclass(slots=True, frozen=True)
-class NoticeEvent:
-    bid_id: str
-    type: str  # "win" | "bill" | "loss"
-    price: float | None  # CPM in `cur` (win, bill)
-    cur: str  # "" = the bid's own currency
-    loss_reason: int | None
+def encode_trade(trade: Trade) -> bytes:
+    """A won trade as the journal keeps it: a JSON array of what the win fixed, in the
+    ledger's column order (compact, and quick to encode on the hot path and to book)."""
+    return orjson.dumps(ledger.won_fields(trade))
 
 
-class SqliteStore:
+@dataclass
+class Metrics:
+    trades: int = 0  # booked
+    duplicate_trades: int = 0
+    caught_up: int = 0  # trades read back from the journal after a full queue
+    queue_full: int = 0  # times a journal group did not fit in the queue
+    notices: dict[str, int] = field(default_factory=dict)  # by outcome
+    expired: int = 0
+    rejected: int = 0  # journal records the ledger could not book (logged in full)
+
+
+class Store:
     def __init__(
         self,
-        path: Path,
-        rates: RateTable,
-        on_duplicate_trade: Callable[[TradeEvent], None] = lambda trade: None,
-        max_queue: int = 100_000,
+        db: Database,
+        journal: Journal,
+        on_release: Callable[[str, int, int], None] = lambda campaign_id, day, micros: None,
+        max_queue: int = 10_000,
+        sweep_interval_s: float = 1.0,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.path = path
-        self._rates = rates
-        self._on_duplicate_trade = on_duplicate_trade
+        self.db = db
+        self.journal = journal
+        self.on_release = on_release  # (campaign id, day, micros): budget back, writer thread
+        self.metrics = Metrics()
+        self._clock = clock
+        self._sweep_interval_ns = int(sweep_interval_s * 1e9)
         self._queue: queue.Queue = queue.Queue(max_queue)
-        self.dropped_trades = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.executescript(SCHEMA)
-        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._behind = False  # a journal group was not queued: read the journal back
+        self._releases: list[tuple[str, int, int]] = []  # budget back after the commit
+        db.migrate()
+        self._conn = db.connect()
+        self._mark = ledger.journal_mark(self._conn, journal.journal_id)  # last seq booked
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+
+    # -- start-up ---------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Book what the journal holds beyond the ledger (after a crash). Before start()."""
+        records = list(self.journal.replay(self._mark))
+        with self._conn.transaction():
+            self._book(records)
+        self._released()
+        if records:
+            log.info("recovered %d trades from the journal", len(records))
+        return len(records)
+
+    def start(self) -> None:
         self._thread.start()
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
-        return db
+    # -- from the journal's writer thread ----------------------------------------
 
-    # -- writes ---------------------------------------------------------------
-
-    def record_trade(self, trade: TradeEvent) -> None:
-        """Queue a trade without waiting; a full queue is logged, never silent."""
+    def take_trades(self, records: list[tuple[int, bytes]]) -> None:
+        """The journal's sink: a durable group, queued for the ledger without waiting."""
         try:
-            self._queue.put_nowait((self._write_trade, trade, None))
+            self._queue.put_nowait(("trades", records, None))
         except queue.Full:
-            self.dropped_trades += 1
+            self._behind = True
+            self.metrics.queue_full += 1
             log.error(
-                "trade queue full (%d): trade %s not persisted", self._queue.maxsize, trade.id
+                "ledger queue full (%d items): %d trades stay in the journal until the writer "
+                "catches up",
+                self._queue.maxsize,
+                len(records),
             )
 
-    async def record_notice(self, notice: NoticeEvent) -> bool:
-        """Persist a notice; True if new, False if the same notice was already recorded."""
-        return await self._submit(self._write_notice, notice)
+    # -- requests (the settlement process's reader thread) --------------------------
 
-    async def save_campaign(self, campaign_id: str, body: str) -> None:
-        await self._submit(self._write_campaign, (campaign_id, body))
+    def submit(self, kind: str, item) -> Future:
+        """Queue a request; its future gives the result once committed. Busy if full.
 
-    async def _submit(self, write, item):
+        kind "notice": a settlement.Notice → its Step (NotFound for a trade never made);
+        "campaign": (id, JSON body) saved; "flush": nothing, once all before it commit.
+        """
         future: Future = Future()
-        self._queue.put((write, item, future))
-        return await asyncio.wrap_future(future)
+        try:
+            self._queue.put_nowait((kind, item, future))
+        except queue.Full:
+            raise Busy("the ledger is busy: retry shortly") from None
+        return future
 
     def flush(self) -> None:
         """Block until everything queued so far is committed (start-up, shutdown, tests)."""
         future: Future = Future()
-        self._queue.put((lambda db, item: None, None, future))
+        self._queue.put(("flush", None, future))
         future.result()
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._conn.close()
+
+    # -- the writer thread --------------------------------------------------------
 
     def _run(self) -> None:
-        db = self._connect()
+        next_sweep = self._clock() + self._sweep_interval_ns
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < BATCH:
+            timeout = max(next_sweep - self._clock(), 0) / 1e9
+            try:
+                batch = [self._queue.get(timeout=timeout)]
+            except queue.Empty:
+                batch = []
+            while batch and len(batch) < BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = any(entry is _STOP for entry in batch)
-            self._commit(db, [entry for entry in batch if entry is not _STOP])
+            stop = _STOP in batch
+            sweep = self._clock() >= next_sweep
+            if sweep:
+                next_sweep = self._clock() + self._sweep_interval_ns
+            try:
+                self._commit([item for item in batch if item is not _STOP], sweep)
+            except Exception:  # the database failed as a whole: callers hear it, trades wait
+                log.exception("ledger transaction failed")
             if stop:
-                db.close()
                 return
 
-    def _commit(self, db: sqlite3.Connection, batch: list) -> None:
-        results = []
-        db.execute("BEGIN")
-        for write, item, future in batch:
-            try:
-                results.append((future, write(db, item), None))
-            except Exception as exc:  # one bad write must not lose the others
-                if future is None:
-                    log.exception("could not persist %r", item)
-                results.append((future, None, exc))
-        db.execute("COMMIT")
-        for future, result, exc in results:
+    def _commit(self, batch: list, sweep: bool) -> None:
+        mark = self._mark
+        done: list[tuple[Future | None, object, BaseException | None]] = []
+        try:
+            with self._conn.transaction():
+                if self._behind:
+                    self._catch_up()
+                for kind, item, future in batch:
+                    item_mark, releases = self._mark, len(self._releases)
+                    try:
+                        with self._conn.savepoint():
+                            result = self._apply(kind, item)
+                    except Exception as exc:  # one bad item must not lose the others
+                        if self._mark != item_mark:  # what it booked was rolled back
+                            self._mark, self._behind = item_mark, True
+                        del self._releases[releases:]
+                        if future is None:
+                            log.exception("could not book %s", kind)
+                        done.append((future, None, exc))
+                    else:
+                        done.append((future, result, None))
+                if sweep:
+                    self._expire()
+        except BaseException as exc:
+            self._mark, self._releases, self._behind = mark, [], True  # the journal still has them
+            for future, _, _ in done:
+                if future is not None:
+                    future.set_exception(exc)
+            raise
+        for future, result, exc in done:
             if future is None:
                 continue
             if exc is None:
                 future.set_result(result)
             else:
                 future.set_exception(exc)
+        self._released()
 
-    def _write_trade(self, db: sqlite3.Connection, t: TradeEvent) -> None:
-        inserted = db.execute(
-            "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                t.id,
-                t.request_id,
-                t.imp_id,
-                t.campaign_id,
-                t.day,
-                t.price_cpm_micros,
-                t.charge_micros,
-                t.cur,
-                time.time_ns(),
-            ),
-        ).rowcount
-        if not inserted:  # a retried request: its budget must not be taken twice
-            self._on_duplicate_trade(t)
-
-    def _write_notice(self, db: sqlite3.Connection, n: NoticeEvent) -> bool:
-        row = db.execute("SELECT cur FROM trades WHERE id = ?", (n.bid_id,)).fetchone()
-        if row is None:
-            raise NotFound(f'bid "{n.bid_id}" is not a bid this exchange made')
-        price_micros = None
-        if n.price is not None:
-            price_micros = self._rates.to_usd_micros(n.price, n.cur or row[0])
-        return bool(
-            db.execute(
-                "INSERT OR IGNORE INTO notices VALUES (?, ?, ?, ?, ?)",
-                (n.bid_id, n.type, price_micros, n.loss_reason, time.time_ns()),
-            ).rowcount
-        )
-
-    def _write_campaign(self, db: sqlite3.Connection, item: tuple[str, str]) -> None:
-        db.execute(
-            "INSERT INTO campaigns VALUES (?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_ns = excluded.updated_ns",
-            (*item, time.time_ns()),
-        )
-
-    # -- reads (start-up and tests; never on the hot path) ---------------------
-
-    def campaign_bodies(self) -> list[str]:
-        with closing(self._connect()) as db:
-            return [body for (body,) in db.execute("SELECT body FROM campaigns ORDER BY id")]
-
-    def spend_for_day(self, day: int) -> dict[str, int]:
-        """Today's reserved spend per campaign, to restore budgets after a restart."""
-        with closing(self._connect()) as db:
-            rows = db.execute(
-                "SELECT campaign_id, SUM(charge_micros) FROM trades WHERE day = ? "
-                "GROUP BY campaign_id",
-                (day,),
+    def _apply(self, kind: str, item):
+        if kind == "trades":
+            self._book(item)
+        elif kind == "notice":
+            return self._notice(item)
+        elif kind == "campaign":
+            self._conn.execute(
+                "INSERT INTO campaigns VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "body = excluded.body, updated_ns = excluded.updated_ns",
+                (*item, self._clock()),
             )
-            return dict(rows.fetchall())
+        return None
 
-    def count(self, table: str) -> int:
-        if table not in ("trades", "notices", "campaigns"):
-            raise ValueError(table)
-        with closing(self._connect()) as db:
-            return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    def _book(self, records: list[tuple[int, bytes]]) -> None:
+        """Trades from the journal, in seq order; a gap means a group was not queued."""
+        fresh = [(seq, body) for seq, body in records if seq > self._mark]
+        if fresh and fresh[0][0] != self._mark + 1:
+            self._catch_up()  # books the gap and these records too
+            return
+        if not fresh:
+            return
+        try:
+            with self._conn.savepoint():
+                self._insert([orjson.loads(body) for _, body in fresh])
+        except Exception:  # a record the ledger refuses must not block the ones after it
+            for seq, body in fresh:
+                try:
+                    with self._conn.savepoint():
+                        self._insert([orjson.loads(body)])
+                except Exception:
+                    self.metrics.rejected += 1
+                    log.exception("journal record %d cannot be booked, skipped: %r", seq, body)
+        self._mark = fresh[-1][0]
+        ledger.set_journal_mark(self._conn, self.journal.journal_id, self._mark)
+
+    def _insert(self, trades: list[list]) -> None:
+        repeated = ledger.insert_trades(self._conn, trades, self._clock())
+        self.metrics.trades += len(trades) - len(repeated)
+        self.metrics.duplicate_trades += len(repeated)
+        self._releases += [ledger.reservation(t) for t in repeated]
+
+    def _catch_up(self) -> None:
+        """Read back from the journal every durable record the ledger lacks."""
+        self._behind = False
+        if self.journal.last_seq <= self._mark:
+            return  # nothing durable beyond what is booked
+        records = list(self.journal.durable_records(self._mark))
+        self.metrics.caught_up += len(records)
+        if records:
+            log.warning("caught up %d trades from the journal", len(records))
+            self._book(records)
+
+    def _notice(self, notice: Notice) -> Step:
+        trade = ledger.load_trade(self._conn, notice.trade_id)
+        if trade is None:
+            self._catch_up()  # its group may not have been queued
+            trade = ledger.load_trade(self._conn, notice.trade_id)
+        if trade is None:
+            raise NotFound(
+                f'bid "{notice.trade_id}" is not a trade of this exchange (test bids make none)'
+            )
+        step = apply(trade, notice)
+        detail = step.message or _notice_detail(notice)
+        ledger.write_step(self._conn, step, notice.kind, detail, self._clock())
+        outcome = step.outcome.value
+        self.metrics.notices[outcome] = self.metrics.notices.get(outcome, 0) + 1
+        if step.outcome is Outcome.CONFLICT:
+            log.warning("refused a %s notice: %s", notice.kind, step.message)
+        self._note_release(step)
+        return step
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for trade in ledger.due_trades(self._conn, now, EXPIRE_BATCH):
+            step = expire(trade, now)
+            if step is not None:
+                ledger.write_step(self._conn, step, "expiry", "", now)
+                self.metrics.expired += 1
+                self._note_release(step)
+
+    def _note_release(self, step: Step) -> None:
+        if step.released_micros:
+            t = step.trade
+            self._releases.append((t.campaign_id, t.day, step.released_micros))
+
+    def _released(self) -> None:
+        """After the commit: budgets back, and journal segments the ledger now holds."""
+        releases, self._releases = self._releases, []
+        for campaign_id, day, micros in releases:
+            self.on_release(campaign_id, day, micros)
+        if self._mark:
+            self.journal.release(self._mark)
+
+
+def _notice_detail(notice: Notice) -> str:
+    if notice.kind == "loss":
+        return f"reason {notice.loss_reason}"
+    if notice.kind == "attention":
+        return f"{notice.seconds} s"
+    return f"price {notice.price} {notice.cur}".strip()

@@ -44,7 +44,7 @@ def served_predictions(
             "ads": ads,
             "ad_kind": imps.ad_kind[i : i + 1].astype(np.int32),
             "ad_duration": imps.ad_duration[i : i + 1].astype(np.float32),
-            "exposures": count_exposures(ads, imps.history[i], scorer.spec.n_items),
+            "exposures": count_exposures(ads, imps.history[i]),
             "history": imps.history[i],
             "context": np.array(
                 [imps.placement[i], imps.pos[i], imps.devicetype[i], imps.hour[i]], np.int32

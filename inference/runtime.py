@@ -29,6 +29,7 @@ log = logging.getLogger("attnx.inference")
 
 FALLBACK = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
 INPUT_NAMES = ("ads", "ad_kind", "ad_duration", "exposures", "history", "context")  # the graph's
+OUTPUT_NAMES = ["p_view", "seconds", "p_click"]
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"
 WARM_UP_SIZES = (1, 16, 64, 256, 1024)  # candidate counts run once at load
 PROBE_TOLERANCE = 1e-3  # a loaded model must reproduce the exporter's outputs this closely
@@ -82,31 +83,43 @@ class ModelSpec:
             raise ModelRejected(f"{path} is not a model directory: {exc}") from None
 
 
-@njit(cache=True, nogil=True)
-def _count_exposures(ads, history, counts, out) -> None:
-    for item in history:
-        if item > 0:
-            counts[item] += 1
-    for i in range(ads.shape[0]):
-        out[i] = counts[ads[i]]
-    for item in history:  # leave the scratch zeroed for the next call
-        if item > 0:
-            counts[item] = 0
-
-
-def count_exposures(
-    ads: np.ndarray, history: np.ndarray, n_items: int, scratch: np.ndarray | None = None
-) -> np.ndarray:
+def count_exposures(ads: np.ndarray, history: np.ndarray) -> np.ndarray:
     """How often each ad appears in the history (recent exposures: fatigue). [C] float32
 
-    Counted here rather than in the graph, where a [C, L] comparison costs several
-    ONNX nodes. `scratch` is a zeroed [n_items] int32 array owned by the caller's
-    thread, reused so a call touches only the L + C entries it needs.
+    The offline form (training probes, evaluation); serving counts in `_model_feeds`.
     """
-    counts = np.zeros(n_items, dtype=np.int32) if scratch is None else scratch
-    out = np.empty(ads.shape[0], dtype=np.float32)
-    _count_exposures(ads, history, counts, out)
-    return out
+    return (ads[:, None] == history[None, history > 0]).sum(axis=1).astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _model_feeds(ads, history, context, n_ads, n_items, n_placements, counts):
+    """The exchange's ids onto the model's vocabularies, and the exposure counts, in one
+    pass: ads → 1..n_ads, foreign history items folded into 1..n_items-1, context
+    values clamped to their tables. `counts` is a zeroed [n_items] scratch, left zeroed.
+    Counting here rather than in the graph saves a [C, L] comparison's ONNX nodes.
+    """
+    hist = np.empty(history.shape[0], dtype=np.int32)  # [L]
+    for j in range(history.shape[0]):
+        item = history[j]
+        if item >= n_items:
+            item = 1 + (item - 1) % (n_items - 1)
+        hist[j] = item
+        if item > 0:
+            counts[item] += 1
+    model_ads = np.empty(ads.shape[0], dtype=np.int32)  # [C]
+    exposures = np.empty(ads.shape[0], dtype=np.float32)  # [C]
+    for i in range(ads.shape[0]):
+        ad = ads[i] % n_ads + 1
+        model_ads[i] = ad
+        exposures[i] = counts[ad]
+    for j in range(hist.shape[0]):
+        counts[hist[j]] = 0
+    ctx = np.empty(4, dtype=np.int32)  # placement, position, device type, hour
+    ctx[0] = context[0] % n_placements
+    ctx[1] = min(max(context[1], 0), 7)
+    ctx[2] = min(max(context[2], 0), 7)
+    ctx[3] = context[3] % 24
+    return model_ads, exposures, hist, ctx
 
 
 def placement_id(publisher_key: str, tagid: str) -> int:
@@ -115,7 +128,7 @@ def placement_id(publisher_key: str, tagid: str) -> int:
 
 
 class ModelInputs:
-    """Folds the exchange's ids into the model's vocabularies (vectorised, no copies kept)."""
+    """Maps a scoring batch onto the graph's inputs (one compiled call, no copies kept)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -123,27 +136,21 @@ class ModelInputs:
         self._exposure_counts = np.zeros(spec.n_items, dtype=np.int32)
 
     def feeds(self, batch: ScoringBatch) -> dict[str, np.ndarray]:
-        s = self.spec
-        history = batch.history  # [L] int32, 0-padded, never negative (validated)
-        if history.max() >= s.n_items:  # a foreign id: fold it into the vocabulary
-            history = np.where(history > 0, 1 + (history - 1) % (s.n_items - 1), 0)
-        p: Placement = batch.placement
-        context = np.array(
-            (
-                p.placement_id % s.n_placements,
-                min(max(p.pos, 0), 7),
-                min(max(p.devicetype, 0), 7),
-                p.hour % 24,
-            ),
-            dtype=np.int32,
-        )  # [4] placement, position, device type, hour
-        ads = (batch.ads % s.n_ads + 1).astype(np.int32, copy=False)  # [C] onto model ads
-        history = history.astype(np.int32, copy=False)  # [L]
+        s, p = self.spec, batch.placement
+        ads, exposures, history, context = _model_feeds(
+            batch.ads,  # [C] exchange ad ids
+            batch.history,  # [L] 0-padded, never negative (validated)
+            (p.placement_id, p.pos, p.devicetype, p.hour),
+            s.n_ads,
+            s.n_items,
+            s.n_placements,
+            self._exposure_counts,
+        )
         return {
             "ads": ads,
             "ad_kind": batch.ad_kind,  # [C] int32
             "ad_duration": batch.ad_duration,  # [C] float32
-            "exposures": count_exposures(ads, history, s.n_items, self._exposure_counts),
+            "exposures": exposures,
             "history": history,
             "context": context,
         }
@@ -209,7 +216,7 @@ class OnnxScorer:
         return [("TensorrtExecutionProvider", options), *PROVIDERS[backend][1:]]
 
     def run(self, feeds: dict[str, np.ndarray]) -> Scores:
-        p_view, seconds, p_click = self.session.run(None, feeds)
+        p_view, seconds, p_click = self.session.run(OUTPUT_NAMES, feeds)
         return Scores(p_view=p_view, seconds=seconds, p_click=p_click)
 
     def score(self, batch: ScoringBatch) -> Scores:

@@ -171,7 +171,7 @@ def probe(model: AttentionModel, world_config: WorldConfig, candidates: int = 16
         "ads": ads,
         "ad_kind": rng.integers(1, 4, candidates).astype(np.int32),
         "ad_duration": rng.choice([0.0, 6.0, 15.0, 30.0], candidates).astype(np.float32),
-        "exposures": count_exposures(ads, history, model.config.n_items),
+        "exposures": count_exposures(ads, history),
         "history": history,
         "context": np.array([7, 1, 4, 20], dtype=np.int32),
     }

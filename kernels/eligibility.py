@@ -76,6 +76,7 @@ def eligible_rows(
     device_bit = np.uint8(1 << devicetype)
     check_blocked = blocked_campaigns.shape[0] > 0
     passed = 0
+    ascending = True  # one posting list is already sorted; a concatenation may not be
     for i in rows:
         if not active[i] or not (devices[i] & device_bit):
             continue
@@ -104,9 +105,11 @@ def eligible_rows(
             continue
         if check_blocked and _contains(blocked_campaigns, campaign[i]):
             continue
+        ascending &= passed == 0 or out[passed - 1] < i
         out[passed] = i
         passed += 1
-    out[:passed].sort()  # row order: a campaign's first eligible creative is its candidate
+    if not ascending:
+        out[:passed].sort()  # row order: a campaign's first eligible creative is its candidate
     count = 0
     for j in range(passed):
         i = out[j]

@@ -87,6 +87,29 @@ def rank_and_price(
 
 
 @njit(cache=True, nogil=True)
+def rank_and_price_rows(
+    rows: np.ndarray,  # [C] int32 index rows of the candidates
+    row_acpm: np.ndarray,  # [N] int64, by row
+    row_slot: np.ndarray,  # [N] int32 campaign slot, by row
+    row_tie: np.ndarray,  # [N] uint32, by row
+    multiplier: np.ndarray,  # [S] float64 pacing, by slot
+    budget: np.ndarray,  # [S] int64 daily budget micros, by slot
+    spent: np.ndarray,  # [S] int64 spent today micros, by slot
+    seconds: np.ndarray,  # [C] float32 predicted attentive seconds
+    floor: int,
+    auction_type: int,
+    increment: int,
+) -> tuple[int, int, int]:
+    """`rank_and_price` over index rows: the gathers happen here, in one call, rather
+    than as six numpy fancy indexes on the hot path."""
+    slots = row_slot[rows]  # [C]
+    return rank_and_price(
+        row_acpm[rows], multiplier[slots], seconds, budget[slots] - spent[slots], row_tie[rows],
+        floor, auction_type, increment,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
 def top_k(acpm, multiplier, seconds, remaining, tie, floor: int, out: np.ndarray) -> int:
     """The len(out) best valid candidates, best first, into `out`; returns how many.
 

@@ -96,6 +96,11 @@ class RunningServer:
         )
 
 
+def journal_dir(db: Path) -> Path:
+    """A server's trade journal lives beside its database: a restart on the db finds it."""
+    return db.with_name(f"{db.stem}-journal")
+
+
 def launch_server(workdir: Path, *extra_args: str, db_path: Path | None = None) -> RunningServer:
     """Start `python -m exchange serve` on ephemeral ports and wait until both listen."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +120,8 @@ def launch_server(workdir: Path, *extra_args: str, db_path: Path | None = None) 
         "127.0.0.1:0",
         "--db",
         str(db),
+        "--journal",
+        str(journal_dir(db)),
         "--ports-file",
         str(ports_file),
         *extra_args,
@@ -223,3 +230,29 @@ def grpc_channel(server: RunningServer) -> Iterator[grpc.Channel]:
     channel = open_channel(server.grpc_target)
     yield channel
     channel.close()
+
+
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the real PostgreSQL on 127.0.0.1:5432, dropped afterwards.
+
+    Skipped (with the reason) where no server answers, except under CI, which starts
+    one: there a missing PostgreSQL is a failure, not a skip.
+    """
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("ATTNX_CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_BASE}: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_BASE}")
+    schema = f"attnx_test_{os.getpid()}_{next(_launch_numbers)}"
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

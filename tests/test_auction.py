@@ -15,6 +15,7 @@ from exchange.currency import RateTable
 from exchange.errors import BadRequest
 from exchange.index import tie_key
 from exchange.openrtb import Banner, BidRequest, Device, Format, Geo, Imp, Native, Site, Video
+from exchange.signing import NoticeSigner
 from exchange.state import CampaignState
 from inference.scorer import Scores, ScoringBatch
 
@@ -69,7 +70,12 @@ class Harness:
         self.trades = []
         self.book = CampaignBook(CampaignState(), campaigns)
         self.auction = Auction(
-            self.book, FixedScorer(), RATES, AuctionSettings(**settings), self.trades.append
+            self.book,
+            FixedScorer(),
+            RATES,
+            AuctionSettings(**settings),
+            record_trade=self.trades.append,
+            sign=NoticeSigner("k" * 32).sign,
         )
 
     def run(self, req: BidRequest):
@@ -227,14 +233,22 @@ def test_one_winner_per_imp_and_an_advertiser_may_win_several():
     assert len({b.id for b in result.bids}) == 3
 
 
-def test_trades_are_queued_with_deterministic_ids():
+def test_trades_are_recorded_with_deterministic_ids_and_signed_notice_urls():
     h = Harness([campaign("a", 5.0), campaign("b", 1.0)])
-    bid = h.run(request()).bids[0]
+    bid = h.run(request(imp=[Imp(id="1", banner=Banner(w=300, h=250), exp=600)])).bids[0]
     assert bid.id == trade_id("r1", "1", "a")
     (trade,) = h.trades
-    assert (trade.id, trade.campaign_id, trade.charge_micros) == (bid.id, "a", 2_010)
-    assert f"bid={bid.id}" in bid.nurl and "${AUCTION_PRICE}" in bid.burl
-    assert "${AUCTION_LOSS}" in bid.lurl
+    assert (trade.id, trade.campaign_id, trade.reserved_micros) == (bid.id, "a", 2_010)
+    assert trade.charged_micros == 2_010 and trade.state == "pending"
+    assert trade.price_cur_micros == 2_010_000 and trade.predicted_ms == SECONDS * 1000
+    assert trade.publisher == "site:s" and trade.take_rate_bps == 1000
+    assert trade.expires_ns - trade.won_ns == 600 * 10**9  # imp.exp
+    sig = NoticeSigner("k" * 32).sign(bid.id)
+    assert bid.sig == sig
+    for url in (bid.nurl, bid.burl, bid.lurl, bid.beacon):
+        assert f"bid={bid.id}&sig={sig}" in url
+    assert "${AUCTION_PRICE}" in bid.burl and "${AUCTION_LOSS}" in bid.lurl
+    assert "${ATTENTION_SECONDS}" in bid.beacon
 
 
 def test_test_mode_neither_reserves_nor_records():

@@ -30,8 +30,10 @@ def test_file_overrides_part_of_a_section(tmp_path):
 
 
 def test_keyword_overrides_win(tmp_path):
-    config = load_config(write(tmp_path, '[store]\nsqlite = "a.db"\n'), store={"sqlite": "b.db"})
-    assert config.store.sqlite == "b.db"
+    config = load_config(
+        write(tmp_path, '[store]\nurl = "sqlite:///a.db"\n'), store={"url": "sqlite:///b.db"}
+    )
+    assert config.store.url == "sqlite:///b.db"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,11 @@ def test_keyword_overrides_win(tmp_path):
         ("server = 3\n", "config.server must be a table"),
         ("[currency_rates]\nEUR = 0.9\n", "config.currency_rates: currency rates must include USD"),
         ("[server\n", "is not valid TOML"),
+        ("[store]\nurl = 'mysql://x'\n", 'config.store.url must be "sqlite:///path/to/file.db"'),
+        ("[store]\nsqlite = 'a.db'\n", "config.store.sqlite is not a known setting"),
+        ("[settlement]\ntake_rate_bps = 20000\n", "config.settlement.take_rate_bps must be"),
+        ("[settlement]\nsecret = 'short'\n", "config.settlement.secret must be at least 32"),
+        ("[settlement]\nqueue = 0\n", "config.settlement.queue must be positive"),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, message):

@@ -17,6 +17,7 @@ from kernels.pricing import (
     rank_and_price,
     rank_and_price_batch,
     rank_and_price_oracle,
+    rank_and_price_rows,
     top_k,
     top_k_oracle,
 )
@@ -122,6 +123,26 @@ def test_top_k_matches_the_oracle(c, floor, k):
     out = np.empty(k, np.int64)
     n = top_k(*a, floor, out)
     assert out[:n].tolist() == top_k_oracle(*a, floor, k).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidates, st.data())
+def test_the_row_form_gathers_exactly_what_the_plain_form_is_given(c, data):
+    """Candidates as index rows (several rows per campaign slot, in any order): the
+    in-kernel gathers must hand rank_and_price the same arrays numpy would."""
+    acpm, mult, secs, remaining, tie = arrays(c)
+    n = len(acpm)
+    rows = np.array(data.draw(st.permutations(range(n))), np.int32)  # row r is candidate r
+    slot = np.arange(n, dtype=np.int32)[::-1].copy()  # row r's campaign slot
+    budget = np.full(n, RICH, np.int64)
+    spent = budget.copy()
+    spent[slot] = RICH - remaining
+    multiplier = np.empty(n)
+    multiplier[slot] = mult
+    got = rank_and_price_rows(rows, acpm, slot, tie, multiplier, budget, spent, secs[rows],
+                              1_000_000, SECOND_PRICE, INC)  # fmt: skip
+    plain = (acpm[rows], mult[rows], secs[rows], remaining[rows], tie[rows])
+    assert got == rank_and_price(*plain, 1_000_000, SECOND_PRICE, INC)
 
 
 @settings(max_examples=100, deadline=None)

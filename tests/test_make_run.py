@@ -101,6 +101,7 @@ def test_make_run_serves_grpc_and_http(tmp_path):
 
         response = httpx.get(f"http://127.0.0.1:{ports['http']}/healthz", timeout=10)
         assert response.status_code == 200
-        assert response.json() == {"status": "ok", "campaigns": 400}
+        body = response.json()
+        assert (body["status"], body["campaigns"], body["ledger"]["trades"]) == ("ok", 400, 0)
     finally:
         _stop_group(process, log_path)

@@ -16,13 +16,16 @@ from inference.export import INPUTS, export_onnx  # noqa: E402
 from inference.model import FORWARD_INPUTS, AttentionModel, ModelConfig, ServingModel  # noqa: E402
 from inference.runtime import (  # noqa: E402
     DEFAULT_MODEL,
+    ModelInputs,
     ModelRejected,
+    ModelSpec,
     OnnxScorer,
     TorchScorer,
     check_probe,
     count_exposures,
     load_scorer,
 )
+from inference.scorer import Placement, ScoringBatch  # noqa: E402
 from inference.train import TrainConfig, quick, run  # noqa: E402
 from inference.world import WorldConfig  # noqa: E402
 
@@ -45,7 +48,7 @@ def random_inputs(rng, config: ModelConfig, candidates: int, history: int):
         "ads": ads,
         "ad_kind": rng.integers(0, config.n_kinds, candidates).astype(np.int32),
         "ad_duration": rng.choice([0.0, 6.0, 15.0, 30.0], candidates).astype(np.float32),
-        "exposures": count_exposures(ads, hist, config.n_items),
+        "exposures": count_exposures(ads, hist),
         "history": hist,
         "context": np.array(
             [rng.integers(config.n_placements), rng.integers(8), rng.integers(8), rng.integers(24)],
@@ -200,16 +203,31 @@ def test_torch_on_cuda_matches_the_cpu_reference(model_dir):
         assert np.max(np.abs(getattr(gpu.run(feeds), name) - getattr(cpu.run(feeds), name))) <= 1e-3
 
 
-def test_exposures_are_counted_exactly_and_the_scratch_is_left_zeroed():
+def test_model_feeds_fold_ids_count_exposures_and_leave_the_scratch_zeroed():
+    """The serving kernel against numpy: ids folded onto the model's vocabularies,
+    exposures counted exactly (as the offline `count_exposures` does)."""
+    spec = ModelSpec(DEFAULT_MODEL, "m", "v", n_items=100, n_ads=40, n_placements=16,
+                     history_len=50, probe={})  # fmt: skip
+    inputs = ModelInputs(spec)
     rng = np.random.default_rng(7)
-    scratch = np.zeros(100, dtype=np.int32)
     for _ in range(50):
         history = np.zeros(50, dtype=np.int32)
         n = int(rng.integers(0, 51))
-        history[:n] = rng.integers(1, 100, n)
-        ads = rng.integers(1, 100, 30).astype(np.int32)
-        ads[:3] = history[:3] if n >= 3 else ads[:3]
-        got = count_exposures(ads, history, 100, scratch)
-        want = (ads[:, None] == history[None, :n]).sum(axis=1)
-        assert got.tolist() == want.tolist()
-        assert not scratch.any()
+        history[:n] = rng.integers(1, 300, n)  # some beyond the vocabulary
+        ads = rng.integers(0, 500, 30).astype(np.int32)
+        pos, device = int(rng.integers(-1, 10)), int(rng.integers(0, 12))
+        placement = Placement(int(rng.integers(0, 2**32)), pos, device, 27, False)
+        batch = ScoringBatch(ads, np.ones(30, np.int32), ads, ads, np.zeros(30, np.float32),
+                             history, n, placement)  # fmt: skip
+        feeds = inputs.feeds(batch)
+        want_history = np.where(history > 0, 1 + (history - 1) % 99, 0)
+        want_ads = ads % 40 + 1
+        assert feeds["history"].tolist() == want_history.tolist()
+        assert feeds["ads"].tolist() == want_ads.tolist()
+        assert feeds["exposures"].tolist() == count_exposures(want_ads, want_history).tolist()
+        assert feeds["exposures"].tolist() == [
+            float((want_history[:n] == a).sum()) for a in want_ads
+        ]
+        want_context = [placement.placement_id % 16, min(max(pos, 0), 7), min(device, 7), 3]
+        assert feeds["context"].tolist() == want_context
+        assert not inputs._exposure_counts.any()

@@ -283,54 +283,86 @@ def test_huge_bidfloor_is_invalid_not_internal(grpc_channel):
 # --- Notify ------------------------------------------------------------------------------
 
 
-def test_notices_are_recorded_once_and_persisted(server, grpc_channel):
+def test_notices_move_the_trade_once_and_are_in_the_ledger(server, grpc_channel):
     stub = exchange_stub(grpc_channel)
     request = bid_request()
     bid = only_bid(stub.Bid(request, timeout=TIMEOUT))
+    sig = bid.ext.attention.sig
     notify = stub.Notify
 
-    win = exchange_pb2.Notice(type=exchange_pb2.NOTICE_TYPE_WIN, bid_id=bid.id, price=bid.price)
+    win = exchange_pb2.Notice(
+        type=exchange_pb2.NOTICE_TYPE_WIN, bid_id=bid.id, price=bid.price, sig=sig
+    )
     first = notify(win, timeout=TIMEOUT)
-    assert first.recorded is True
-    assert first.bid_id == bid.id
+    assert (first.recorded, first.bid_id, first.state) == (True, bid.id, "pending")
     again = notify(win, timeout=TIMEOUT)
-    assert again.recorded is False  # idempotent
-    assert again.bid_id == bid.id
+    assert (again.recorded, again.state) == (False, "pending")  # idempotent
 
     bill = exchange_pb2.Notice(
-        type=exchange_pb2.NOTICE_TYPE_BILL, bid_id=bid.id, price=bid.price, cur="USD"
+        type=exchange_pb2.NOTICE_TYPE_BILL, bid_id=bid.id, price=bid.price, cur="USD", sig=sig
     )
-    assert notify(bill, timeout=TIMEOUT).recorded is True
-    loss = exchange_pb2.Notice(type=exchange_pb2.NOTICE_TYPE_LOSS, bid_id=bid.id, loss_reason=102)
-    assert notify(loss, timeout=TIMEOUT).recorded is True
+    assert notify(bill, timeout=TIMEOUT).state == "posted"
+    measured = exchange_pb2.Notice(
+        type=exchange_pb2.NOTICE_TYPE_ATTENTION, bid_id=bid.id, attentive_seconds=0.5, sig=sig
+    )
+    assert notify(measured, timeout=TIMEOUT).recorded is True
+    loss = exchange_pb2.Notice(
+        type=exchange_pb2.NOTICE_TYPE_LOSS, bid_id=bid.id, loss_reason=102, sig=sig
+    )
+    error = rpc_error(notify, loss)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.details() == f"bid {bid.id} was billed: it cannot be lost"
 
-    # A notice is acknowledged only after its commit, and the trade went first.
+    # The trade was durable before the bid came back; each notice after its commit.
+    reserved = round(bid.price * 1e6) // 1000
+    trued = min(reserved, reserved * 500 // round(bid.ext.attention.seconds * 1000))
     trades = read_db(
         server.db_path,
-        "SELECT request_id, imp_id, campaign_id, price_cpm_micros, cur FROM trades WHERE id = ?",
+        "SELECT request_id, imp_id, campaign_id, price_cur_micros, cur, state, charged_micros "
+        "FROM ledger_trades WHERE id = ?",
         bid.id,
     )
     assert trades == [
-        (request.id, "1", bid.ext.attention.campaign_id, round(bid.price * 1e6), "USD")
-    ]
+        (request.id, "1", bid.ext.attention.campaign_id, round(bid.price * 1e6), "USD", "posted",
+         trued)
+    ]  # fmt: skip
     notices = read_db(
         server.db_path,
-        "SELECT type, price_cpm_micros, loss_reason FROM notices WHERE bid_id = ? ORDER BY type",
+        "SELECT kind, outcome FROM ledger_notices WHERE trade_id = ? ORDER BY received_ns",
         bid.id,
     )
-    price_micros = round(bid.price * 1e6)
     assert notices == [
-        ("bill", price_micros, None),
-        ("loss", None, 102),
-        ("win", price_micros, None),
+        ("win", "recorded"),
+        ("win", "duplicate"),
+        ("bill", "recorded"),
+        ("attention", "recorded"),
+        ("loss", "conflict"),
     ]
 
 
-def test_notify_for_an_unknown_bid_is_not_found(grpc_channel):
-    notice = exchange_pb2.Notice(type=exchange_pb2.NOTICE_TYPE_WIN, bid_id="0" * 24, price=1.0)
+def test_notify_with_a_forged_signature_is_permission_denied(grpc_channel):
+    bid = only_bid(exchange_stub(grpc_channel).Bid(bid_request(), timeout=TIMEOUT))
+    notice = exchange_pb2.Notice(
+        type=exchange_pb2.NOTICE_TYPE_LOSS, bid_id=bid.id, sig="0" * 32, loss_reason=2
+    )
+    error = rpc_error(exchange_stub(grpc_channel).Notify, notice)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "the URL was altered or not issued here" in error.details()
+
+
+def test_notify_for_a_test_bid_is_not_found(grpc_channel):
+    request = bid_request()
+    request.test = 1
+    bid = only_bid(exchange_stub(grpc_channel).Bid(request, timeout=TIMEOUT))
+    notice = exchange_pb2.Notice(
+        type=exchange_pb2.NOTICE_TYPE_WIN, bid_id=bid.id, price=bid.price,
+        sig=bid.ext.attention.sig,
+    )  # fmt: skip
     error = rpc_error(exchange_stub(grpc_channel).Notify, notice)
     assert error.code() == grpc.StatusCode.NOT_FOUND
-    assert error.details() == f'bid "{"0" * 24}" is not a bid this exchange made'
+    assert (
+        error.details() == f'bid "{bid.id}" is not a trade of this exchange (test bids make none)'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +375,8 @@ def won_bid(grpc_channel) -> openrtb_pb2.Bid:
     [
         pytest.param(
             {"type": exchange_pb2.NOTICE_TYPE_UNSPECIFIED, "price": 1.0},
-            "notice.type must be NOTICE_TYPE_WIN, NOTICE_TYPE_BILL or NOTICE_TYPE_LOSS",
+            "notice.type must be NOTICE_TYPE_WIN, NOTICE_TYPE_BILL, NOTICE_TYPE_LOSS or "
+            "NOTICE_TYPE_ATTENTION",
             id="unspecified-type",
         ),
         pytest.param(

@@ -244,25 +244,51 @@ def test_huge_bidfloor_is_a_clear_400(http):
 # --- notices -----------------------------------------------------------------------------
 
 
-def test_notice_urls_record_each_notice_once(http):
+def test_notice_urls_move_the_trade_through_its_life_once(http):
     bid = win(http)
-    price = f"{bid['price']:.2f}"
+    price = f"{bid['price']:.2f}"  # callers often substitute two decimals: to the cent is fine
     win_path = notice_path(bid["nurl"]).replace("${AUCTION_PRICE}", price)
+    pending = {"recorded": True, "bid": bid["id"], "state": "pending"}
 
     first = http.get(win_path)
     assert first.status_code == 200, first.text
-    assert first.json() == {"recorded": True, "bid": bid["id"]}
+    assert first.json() == pending
     again = http.get(win_path)
     assert again.status_code == 200, again.text
-    assert again.json() == {"recorded": False, "bid": bid["id"]}
+    assert again.json() == {**pending, "recorded": False}
+
+    beacon = notice_path(bid["ext"]["attention"]["beacon"]).replace("${ATTENTION_SECONDS}", "1.5")
+    assert http.get(beacon).json() == pending  # kept until the bill posts
 
     bill = http.get(notice_path(bid["burl"]).replace("${AUCTION_PRICE}", price))
     assert bill.status_code == 200, bill.text
-    assert bill.json() == {"recorded": True, "bid": bid["id"]}
+    assert bill.json() == {**pending, "state": "posted"}
 
     loss = http.get(notice_path(bid["lurl"]).replace("${AUCTION_LOSS}", "102"))
-    assert loss.status_code == 200, loss.text
-    assert loss.json() == {"recorded": True, "bid": bid["id"]}
+    assert_error(loss, 409, f"bid {bid['id']} was billed: it cannot be lost")
+    other_price = http.get(notice_path(bid["burl"]).replace("${AUCTION_PRICE}", "0.01"))
+    assert other_price.status_code == 409
+    assert "is not the clearing price" in other_price.json()["error"]
+
+
+def test_a_forged_or_altered_notice_is_403(http):
+    bid = win(http)
+    path = notice_path(bid["lurl"]).replace("${AUCTION_LOSS}", "2")
+    forged = path.replace(f"sig={bid['ext']['attention']['sig']}", "sig=" + "0" * 32)
+    assert_error(
+        http.get(forged),
+        403,
+        f"notice.sig does not match bid {bid['id']}: the URL was altered or not issued here",
+    )
+    other = win(http)
+    altered = path.replace(bid["id"], other["id"])  # another bid, this bid's signature
+    assert http.get(altered).status_code == 403
+    unsigned = path.replace(f"&sig={bid['ext']['attention']['sig']}", "")
+    assert_error(
+        http.get(unsigned),
+        400,
+        "notice.sig is required: use the notice URL exactly as the bid gave it",
+    )
 
 
 def test_notice_with_the_macro_left_in_is_400(http):
@@ -280,13 +306,12 @@ def test_notice_with_the_macro_left_in_is_400(http):
     assert "${AUCTION_LOSS}" in loss.json()["error"]
 
 
-def test_notice_for_an_unknown_bid_is_404(http):
-    unknown = "0" * 24
-    assert_error(
-        http.get("/notice/win", params={"bid": unknown, "price": "1.5"}),
-        404,
-        f'bid "{unknown}" is not a bid this exchange made',
-    )
+def test_a_notice_for_a_test_bid_is_404_it_made_no_trade(http):
+    response = post_auction(http, request_body(lambda body: body.update(test=1)))
+    bid = only_bid(response.json())
+    path = notice_path(bid["burl"]).replace("${AUCTION_PRICE}", "1")
+    message = f'bid "{bid["id"]}" is not a trade of this exchange (test bids make none)'
+    assert_error(http.get(path), 404, message)
 
 
 @pytest.mark.parametrize(
@@ -295,7 +320,7 @@ def test_notice_for_an_unknown_bid_is_404(http):
         pytest.param(
             "/notice/click",
             {"price": "1"},
-            'notice type "click" must be one of win, bill, loss',
+            'notice type "click" must be one of win, bill, loss, attention',
             id="unknown-type",
         ),
         pytest.param(
@@ -359,7 +384,17 @@ def test_notice_urls_point_at_the_listening_server(server, http):
 def test_healthz(http):
     response = http.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "campaigns": DEMO_CAMPAIGNS}
+    body = response.json()
+    assert (body["status"], body["campaigns"]) == ("ok", DEMO_CAMPAIGNS)
+    assert {
+        "trades",
+        "duplicate_trades",
+        "caught_up",
+        "queue_full",
+        "notices",
+        "expired",
+        "rejected",
+    } == set(body["ledger"])
 
 
 # --- one message whichever protocol ------------------------------------------------------

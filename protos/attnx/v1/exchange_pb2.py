@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from protos.attnx.v1 import openrtb_pb2 as protos_dot_attnx_dot_v1_dot_openrtb__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/attnx/v1/exchange.proto\x12\x08\x61ttnx.v1\x1a\x1dprotos/attnx/v1/openrtb.proto\"m\n\x06Notice\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.attnx.v1.NoticeType\x12\x0e\n\x06\x62id_id\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x0b\n\x03\x63ur\x18\x04 \x01(\t\x12\x13\n\x0bloss_reason\x18\x05 \x01(\x05\"-\n\tNoticeAck\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x0e\n\x06\x62id_id\x18\x02 \x01(\t*j\n\nNoticeType\x12\x1b\n\x17NOTICE_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fNOTICE_TYPE_WIN\x10\x01\x12\x14\n\x10NOTICE_TYPE_BILL\x10\x02\x12\x14\n\x10NOTICE_TYPE_LOSS\x10\x03\x32o\n\x08\x45xchange\x12\x32\n\x03\x42id\x12\x14.attnx.v1.BidRequest\x1a\x15.attnx.v1.BidResponse\x12/\n\x06Notify\x12\x10.attnx.v1.Notice\x1a\x13.attnx.v1.NoticeAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/attnx/v1/exchange.proto\x12\x08\x61ttnx.v1\x1a\x1dprotos/attnx/v1/openrtb.proto\"\x95\x01\n\x06Notice\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.attnx.v1.NoticeType\x12\x0e\n\x06\x62id_id\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x0b\n\x03\x63ur\x18\x04 \x01(\t\x12\x13\n\x0bloss_reason\x18\x05 \x01(\x05\x12\x19\n\x11\x61ttentive_seconds\x18\x06 \x01(\x01\x12\x0b\n\x03sig\x18\x07 \x01(\t\"<\n\tNoticeAck\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x0e\n\x06\x62id_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t*\x85\x01\n\nNoticeType\x12\x1b\n\x17NOTICE_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fNOTICE_TYPE_WIN\x10\x01\x12\x14\n\x10NOTICE_TYPE_BILL\x10\x02\x12\x14\n\x10NOTICE_TYPE_LOSS\x10\x03\x12\x19\n\x15NOTICE_TYPE_ATTENTION\x10\x04\x32o\n\x08\x45xchange\x12\x32\n\x03\x42id\x12\x14.attnx.v1.BidRequest\x1a\x15.attnx.v1.BidResponse\x12/\n\x06Notify\x12\x10.attnx.v1.Notice\x1a\x13.attnx.v1.NoticeAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.attnx.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NOTICETYPE']._serialized_start=233
-  _globals['_NOTICETYPE']._serialized_end=339
-  _globals['_NOTICE']._serialized_start=75
-  _globals['_NOTICE']._serialized_end=184
-  _globals['_NOTICEACK']._serialized_start=186
-  _globals['_NOTICEACK']._serialized_end=231
-  _globals['_EXCHANGE']._serialized_start=341
-  _globals['_EXCHANGE']._serialized_end=452
+  _globals['_NOTICETYPE']._serialized_start=290
+  _globals['_NOTICETYPE']._serialized_end=423
+  _globals['_NOTICE']._serialized_start=76
+  _globals['_NOTICE']._serialized_end=225
+  _globals['_NOTICEACK']._serialized_start=227
+  _globals['_NOTICEACK']._serialized_end=287
+  _globals['_EXCHANGE']._serialized_start=425
+  _globals['_EXCHANGE']._serialized_end=536
 # @@protoc_insertion_point(module_scope)

@@ -59,7 +59,9 @@ class ExchangeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Notify(self, request, context):
-        """A win, billing or loss notice for a bid this exchange returned.
+        """A win, billing, loss or attention notice for a bid this exchange returned.
+        A forged or altered notice is PERMISSION_DENIED; one that contradicts what is
+        recorded (another price, a bill after a loss) is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -277,18 +277,22 @@ class SeatBid(_message.Message):
     def __init__(self, seat: _Optional[str] = ..., bid: _Optional[_Iterable[_Union[Bid, _Mapping]]] = ...) -> None: ...
 
 class AttentionBid(_message.Message):
-    __slots__ = ("seconds", "p_view", "p_click", "acpm", "campaign_id")
+    __slots__ = ("seconds", "p_view", "p_click", "acpm", "campaign_id", "sig", "beacon")
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     P_VIEW_FIELD_NUMBER: _ClassVar[int]
     P_CLICK_FIELD_NUMBER: _ClassVar[int]
     ACPM_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    BEACON_FIELD_NUMBER: _ClassVar[int]
     seconds: float
     p_view: float
     p_click: float
     acpm: float
     campaign_id: str
-    def __init__(self, seconds: _Optional[float] = ..., p_view: _Optional[float] = ..., p_click: _Optional[float] = ..., acpm: _Optional[float] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+    sig: str
+    beacon: str
+    def __init__(self, seconds: _Optional[float] = ..., p_view: _Optional[float] = ..., p_click: _Optional[float] = ..., acpm: _Optional[float] = ..., campaign_id: _Optional[str] = ..., sig: _Optional[str] = ..., beacon: _Optional[str] = ...) -> None: ...
 
 class BidExt(_message.Message):
     __slots__ = ("attention",)

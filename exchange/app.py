@@ -76,6 +76,8 @@ class Exchange:
             on_release=self._give_back,
             queue=st.queue,
             sweep_interval_s=st.sweep_interval_s,
+            sync_window_ms=st.sync_window_ms,
+            commit_interval_ms=st.commit_interval_ms,
         )
         self.settlement.start()  # books what the journal holds beyond the ledger first
         with db.connect() as conn:

@@ -52,6 +52,8 @@ class SettlementConfig:
     max_exp_s: int = 86_400
     sweep_interval_s: float = 1.0  # how often expired trades are voided
     queue: int = 10_000  # ledger writer queue (items: journal groups, notices)
+    sync_window_ms: float = 1.0  # at most one journal sync per window (a bid waits for it)
+    commit_interval_ms: float = 20.0  # at most one ledger commit per interval
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ def _check(config: Config) -> Config:
     for path, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{path} must be positive")
+    st = config.settlement
+    if not 0 <= st.sync_window_ms <= 100:  # every bid waits for its sync
+        raise ConfigError("config.settlement.sync_window_ms must be from 0 to 100")
+    if not 0 <= st.commit_interval_ms <= 10_000:
+        raise ConfigError("config.settlement.commit_interval_ms must be from 0 to 10000")
     backends = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "baseline")
     if config.scorer.backend not in backends:
         raise ConfigError(f"config.scorer.backend must be one of {', '.join(backends)}")

@@ -44,9 +44,12 @@ class SettlementClient:
         on_release: Callable[[str, int, int], None],
         queue: int = 10_000,
         sweep_interval_s: float = 1.0,
+        sync_window_ms: float = 1.0,
+        commit_interval_ms: float = 20.0,
     ) -> None:
         self._args = ["--db", db_url, "--journal", str(journal), "--queue", str(queue),
-                      "--sweep", str(sweep_interval_s)]  # fmt: skip
+                      "--sweep", str(sweep_interval_s), "--sync-window-ms", str(sync_window_ms),
+                      "--commit-interval-ms", str(commit_interval_ms)]  # fmt: skip
         self.on_release = on_release  # (campaign id, day, micros), on the loop
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None

@@ -1,6 +1,7 @@
 """The settlement process: the journal and the ledger writer, out of the bid server.
 
     python -m exchange.settler --fd N --db URL --journal DIR [--queue Q] [--sweep S]
+                               [--sync-window-ms W] [--commit-interval-ms C]
 
 The bid server starts it with one end of a socket pair (see exchange.frames).
 Running here rather than as threads of the server keeps every fsync, every SQL
@@ -40,11 +41,18 @@ LOCK_WAIT_S = 60.0  # how long a new settler waits for a finishing one
 
 
 class Settler:
-    def __init__(self, sock: socket.socket, db: Database, journal_dir: Path, **store_kw) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        db: Database,
+        journal_dir: Path,
+        sync_window_s: float = 0.0,
+        **store_kw,
+    ) -> None:
         self.sock = sock
         self._send_lock = threading.Lock()
         self._lock = _lock_folder(journal_dir)
-        self.journal = Journal(journal_dir, sink=self._durable)
+        self.journal = Journal(journal_dir, sink=self._durable, sync_window_s=sync_window_s)
         self.store = Store(db, self.journal, on_release=self._release, **store_kw)
         self.store.recover()
         self._base = self.journal.last_seq  # this connection's trades follow it
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--journal", type=Path, required=True, help="trade journal folder")
     parser.add_argument("--queue", type=int, default=10_000)
     parser.add_argument("--sweep", type=float, default=1.0, help="expiry sweep interval, s")
+    parser.add_argument("--sync-window-ms", type=float, default=1.0, help="journal sync window")
+    parser.add_argument("--commit-interval-ms", type=float, default=20.0, help="ledger commits")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -142,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         sock,
         Database(args.db),
         args.journal,
+        sync_window_s=args.sync_window_ms / 1e3,
         max_queue=args.queue,
         sweep_interval_s=args.sweep,
+        commit_interval_s=args.commit_interval_ms / 1e3,
     )
     settler.run()
 

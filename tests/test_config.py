@@ -56,6 +56,14 @@ def test_keyword_overrides_win(tmp_path):
         ("[settlement]\ntake_rate_bps = 20000\n", "config.settlement.take_rate_bps must be"),
         ("[settlement]\nsecret = 'short'\n", "config.settlement.secret must be at least 32"),
         ("[settlement]\nqueue = 0\n", "config.settlement.queue must be positive"),
+        (
+            "[settlement]\nsync_window_ms = -1\n",
+            "config.settlement.sync_window_ms must be from 0 to 100",
+        ),
+        (
+            "[settlement]\ncommit_interval_ms = 1e6\n",
+            "config.settlement.commit_interval_ms must be from 0 to 10000",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, message):

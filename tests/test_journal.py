@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import wait
 from pathlib import Path
 
@@ -334,3 +335,23 @@ def test_every_acknowledged_record_survives_sigkill(tmp_path: Path) -> None:
     replayed = list(Journal(tmp_path).replay())
     assert len(replayed) >= acked[-1]
     assert replayed == [(n, b"%d:" % n + b"x" * (n % 300)) for n in range(1, len(replayed) + 1)]
+
+
+def test_a_sync_window_bounds_the_syncs_and_an_idle_journal_syncs_at_once(tmp_path: Path) -> None:
+    window = 0.05
+    groups: list[list[tuple[int, bytes]]] = []
+    journal = Journal(tmp_path, sink=groups.append, sync_window_s=window)
+    journal.start()
+    t0 = time.monotonic()
+    assert journal.append(b"first").result(timeout=5) == 1
+    assert time.monotonic() - t0 < window  # nothing synced lately: no wait
+    futures, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < 0.3:  # a record every 2 ms, ~150 in all
+        futures.append(journal.append(b"x"))
+        time.sleep(0.002)
+    assert futures[-1].result(timeout=5) == len(futures) + 1
+    elapsed = time.monotonic() - t0
+    journal.close()
+    assert [seq for group in groups for seq, _ in group] == list(range(1, len(futures) + 2))
+    # one sync per window at most (without the window each record would get its own)
+    assert len(groups) - 1 <= elapsed / window + 2, [len(g) for g in groups]

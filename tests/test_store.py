@@ -5,6 +5,7 @@ a full queue catches up from the journal, a crash recovers, the invariants hold.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -260,6 +261,35 @@ def test_close_books_everything_journaled(database, tmp_path):
     with database.connect() as conn:
         assert conn.one("SELECT COUNT(*) FROM ledger_trades")[0] == 2_000
         assert ledger.spend_for_day(conn, 100) == {"c1": 2_000}
+
+
+def test_commits_are_paced_by_the_interval_and_an_idle_writer_commits_at_once(
+    database, tmp_path, monkeypatch
+):
+    interval = 0.1
+    rig = Rig(database, tmp_path / "journal", commit_interval_s=interval, sweep_interval_s=60)
+    commits: list[float] = []
+    transaction = rig.store._conn.transaction
+
+    def counted():
+        commits.append(time.monotonic())
+        return transaction()
+
+    monkeypatch.setattr(rig.store._conn, "transaction", counted)
+    t0 = time.monotonic()
+    rig.store.submit("campaign", ("c0", "{}")).result(timeout=5)
+    assert time.monotonic() - t0 < interval  # idle: no wait for the interval
+    saves, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < 0.5:  # a save every 5 ms, ~100 in all
+        saves.append(rig.store.submit("campaign", (f"c{len(saves) + 1}", "{}")))
+        time.sleep(0.005)
+    for save in saves:
+        save.result(timeout=5)
+    elapsed = time.monotonic() - t0
+    rig.close()
+    with database.connect() as conn:
+        assert conn.one("SELECT COUNT(*) FROM campaigns")[0] == len(saves) + 1
+    assert len(commits) - 1 <= elapsed / interval + 2, len(commits)
 
 
 def test_reports_say_what_campaigns_bought_and_publishers_are_owed(rig, database):

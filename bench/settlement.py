@@ -3,6 +3,7 @@
     python -m bench.settlement [--trades 100000] [--no-postgres] [--rounds 4]
                                [--iterations 1500] [--warmup 300] [--cpu 0]
                                [--scorer onnxruntime-cpu|baseline] [--dir DIR]
+                               [--sync-window-ms W] [--commit-interval-ms C]
 
 Workload, throughput: N distinct trades (1000 campaigns, one publisher; ids from
 the auction's own trade_id, so random hex keys as in production), built up front,
@@ -71,9 +72,12 @@ class Unavailable(Exception):
 
 
 @asynccontextmanager
-async def settlement(url: str, directory: Path) -> AsyncIterator[SettlementClient]:
-    """A real settlement process on `url`, started and closed as the server does."""
-    client = SettlementClient(url, directory / "journal", on_release=lambda *release: None)
+async def settlement(url: str, directory: Path, **pacing) -> AsyncIterator[SettlementClient]:
+    """A real settlement process on `url`, started and closed as the server does.
+    pacing: sync_window_ms, commit_interval_ms (the server's [settlement] settings)."""
+    client = SettlementClient(
+        url, directory / "journal", on_release=lambda *release: None, **pacing
+    )
     await asyncio.to_thread(client.start)
     await client.attach()
     try:
@@ -135,9 +139,11 @@ async def hand_over(client: SettlementClient, trades: list[Trade], label: str) -
     return futures
 
 
-async def throughput(url: str, directory: Path, trades: list[Trade], label: str) -> dict:
+async def throughput(
+    url: str, directory: Path, trades: list[Trade], label: str, pacing: dict
+) -> dict:
     """Trades/s from the first hand-off to the last committed; fails loudly on a miscount."""
-    async with settlement(url, directory) as client:
+    async with settlement(url, directory, **pacing) as client:
         t0 = time.perf_counter()
         futures = await hand_over(client, trades, label)
         handed = time.perf_counter()
@@ -184,10 +190,10 @@ def postgres_schema() -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def postgres_throughput(directory: Path, trades: list[Trade]) -> dict:
+def postgres_throughput(directory: Path, trades: list[Trade], pacing: dict) -> dict:
     with postgres_schema() as url:
         try:
-            return asyncio.run(throughput(url, directory, trades, "postgres"))
+            return asyncio.run(throughput(url, directory, trades, "postgres", pacing))
         except (DatabaseError, SettlerDown) as exc:
             raise Unavailable(str(exc)) from None
 
@@ -258,7 +264,8 @@ def p99_us(samples_ns: list[int]) -> float:
 
 async def auction_ab(args: argparse.Namespace, directory: Path) -> dict:
     """Alternate blocks with and without a live settlement process; pooled and per-block."""
-    async with settlement(f"sqlite:///{directory / 'ledger.db'}", directory) as client:
+    ledger_url = f"sqlite:///{directory / 'ledger.db'}"
+    async with settlement(ledger_url, directory, **pacing(args)) as client:
         if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {args.cpu})  # the server's loop: one core
             pin_elsewhere(client.process.pid, args.cpu)  # settlement: the other core(s)
@@ -339,6 +346,12 @@ def verdicts(sqlite_tps: int, ab: dict) -> dict:
     }
 
 
+def pacing(args: argparse.Namespace) -> dict[str, float]:
+    """The settlement pacing flags given (the server's defaults otherwise)."""
+    names = ("sync_window_ms", "commit_interval_ms")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=100_000, help="trades per throughput run")
@@ -350,6 +363,8 @@ def main() -> None:
     parser.add_argument("--scorer", default="onnxruntime-cpu", help="onnxruntime-cpu | baseline")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory")
     parser.add_argument("--dir", type=Path, default=None, help="where journals and SQLite go")
+    parser.add_argument("--sync-window-ms", type=float, help="journal sync window (server's)")
+    parser.add_argument("--commit-interval-ms", type=float, help="ledger commits (server's)")
     args = parser.parse_args()
 
     trades = make_trades(args.trades)
@@ -357,14 +372,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="attnx-bench-settle-", dir=args.dir) as tmp:
         root = Path(tmp)
         sqlite = asyncio.run(
-            throughput(f"sqlite:///{root / 'tps.db'}", root / "sqlite", trades, "sqlite")
+            throughput(
+                f"sqlite:///{root / 'tps.db'}", root / "sqlite", trades, "sqlite", pacing(args)
+            )
         )
         postgres = None
         if args.no_postgres:
             skipped["postgres_tps"] = "--no-postgres"
         else:
             try:
-                postgres = postgres_throughput(root / "postgres", trades)
+                postgres = postgres_throughput(root / "postgres", trades, pacing(args))
             except Unavailable as exc:
                 skipped["postgres_tps"] = str(exc)
                 print(f"postgres: skipped ({exc})", flush=True)

@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from tqdm import tqdm
 
 from bench.auction import build, make_scorer, percentiles, request_bytes, timed_call
 from exchange.auction import Auction, trade_id
+from exchange.config import SettlementConfig
 from exchange.db import Database, DatabaseError
 from exchange.settlement import Trade
 from exchange.settlement_client import SettlementClient, SettlerDown
@@ -75,9 +77,8 @@ class Unavailable(Exception):
 async def settlement(url: str, directory: Path, **pacing) -> AsyncIterator[SettlementClient]:
     """A real settlement process on `url`, started and closed as the server does.
     pacing: sync_window_ms, commit_interval_ms (the server's [settlement] settings)."""
-    client = SettlementClient(
-        url, directory / "journal", on_release=lambda *release: None, **pacing
-    )
+    settings = replace(SettlementConfig(), **pacing)
+    client = SettlementClient(url, directory / "journal", lambda *release: None, settings)
     await asyncio.to_thread(client.start)
     await client.attach()
     try:

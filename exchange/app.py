@@ -74,10 +74,7 @@ class Exchange:
             config.store.url,
             Path(config.store.journal),
             on_release=self._give_back,
-            queue=st.queue,
-            sweep_interval_s=st.sweep_interval_s,
-            sync_window_ms=st.sync_window_ms,
-            commit_interval_ms=st.commit_interval_ms,
+            settings=st,
         )
         self.settlement.start()  # books what the journal holds beyond the ledger first
         with db.connect() as conn:

@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from exchange import frames
+from exchange.config import SettlementConfig
 from exchange.errors import NotFound
 from exchange.settlement import Notice, Outcome, Receipt, State, Trade
 from exchange.store import Busy, encode_trade
@@ -42,14 +43,12 @@ class SettlementClient:
         db_url: str,
         journal: Path,
         on_release: Callable[[str, int, int], None],
-        queue: int = 10_000,
-        sweep_interval_s: float = 1.0,
-        sync_window_ms: float = 1.0,
-        commit_interval_ms: float = 20.0,
+        settings: SettlementConfig | None = None,  # the [settlement] section; None = defaults
     ) -> None:
-        self._args = ["--db", db_url, "--journal", str(journal), "--queue", str(queue),
-                      "--sweep", str(sweep_interval_s), "--sync-window-ms", str(sync_window_ms),
-                      "--commit-interval-ms", str(commit_interval_ms)]  # fmt: skip
+        s = settings or SettlementConfig()
+        self._args = ["--db", db_url, "--journal", str(journal), "--queue", str(s.queue),
+                      "--sweep", str(s.sweep_interval_s), "--sync-window-ms", str(s.sync_window_ms),
+                      "--commit-interval-ms", str(s.commit_interval_ms)]  # fmt: skip
         self.on_release = on_release  # (campaign id, day, micros), on the loop
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None

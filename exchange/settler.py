@@ -1,7 +1,7 @@
 """The settlement process: the journal and the ledger writer, out of the bid server.
 
-    python -m exchange.settler --fd N --db URL --journal DIR [--queue Q] [--sweep S]
-                               [--sync-window-ms W] [--commit-interval-ms C]
+    python -m exchange.settler --fd N --db URL --journal DIR --queue Q --sweep S
+                               --sync-window-ms W --commit-interval-ms C
 
 The bid server starts it with one end of a socket pair (see exchange.frames).
 Running here rather than as threads of the server keeps every fsync, every SQL
@@ -139,10 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the socket from the server")
     parser.add_argument("--db", required=True, help="ledger database URL")
     parser.add_argument("--journal", type=Path, required=True, help="trade journal folder")
-    parser.add_argument("--queue", type=int, default=10_000)
-    parser.add_argument("--sweep", type=float, default=1.0, help="expiry sweep interval, s")
-    parser.add_argument("--sync-window-ms", type=float, default=1.0, help="journal sync window")
-    parser.add_argument("--commit-interval-ms", type=float, default=20.0, help="ledger commits")
+    # the [settlement] settings, passed by the server (exchange.settlement_client)
+    parser.add_argument("--queue", type=int, required=True, help="ledger writer queue")
+    parser.add_argument("--sweep", type=float, required=True, help="expiry sweep interval, s")
+    parser.add_argument("--sync-window-ms", type=float, required=True, help="journal sync window")
+    parser.add_argument("--commit-interval-ms", type=float, required=True, help="ledger commits")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -170,6 +170,16 @@ def _merge(b1, t1, r1, s1, b2, t2, r2, s2):
     return b1, t1, r1, max(max(s1, s2), b2)
 
 
+def _listed(table, row, value) -> bool:
+    """value in table[row], a list padded with -1 after its last entry."""
+    for j in range(table.shape[1]):
+        if table[row, j] < 0:
+            return False
+        if table[row, j] == value:
+            return True
+    return False
+
+
 # -- kernels (built on first use) -------------------------------------------------------
 
 
@@ -199,7 +209,9 @@ def _build(cuda_module, threads: int, rows_per_thread: int) -> SimpleNamespace:
     # this module's global `cuda` for its fake while a kernel runs, which covers them):
     # calling them directly skips its per-call wrapper, several times faster in tests.
     device = (lambda f: f) if simulator_enabled() else cuda.jit(device=True)
-    bid_value, valid, merge, clearing = map(device, (_bid_value, _valid, _merge, _clearing))
+    bid_value, valid, merge, clearing, listed = map(
+        device, (_bid_value, _valid, _merge, _clearing, _listed)
+    )
 
     @device
     def block_reduce(b, t, r, s, sh_bid, sh_tie, sh_row, sh_second):
@@ -245,23 +257,11 @@ def _build(cuda_module, threads: int, rows_per_thread: int) -> SimpleNamespace:
             if ok:
                 fits = False
                 if k == BANNER:
-                    for j in range(banner_sizes.shape[1]):
-                        key = banner_sizes[imp, j]
-                        if key < 0:
-                            break
-                        if sz == key:
-                            fits = True
-                            break
+                    fits = listed(banner_sizes, imp, sz)
                 elif k == VIDEO:
                     hi = max_duration[imp]
                     if d >= min_duration[imp] and (hi <= 0 or d <= hi):
-                        for j in range(video_mimes.shape[1]):
-                            m = video_mimes[imp, j]
-                            if m < 0:
-                                break
-                            if mi == m:
-                                fits = True
-                                break
+                        fits = listed(video_mimes, imp, mi)
                 elif k == NATIVE:
                     fits = native[imp] != 0
                 ok = fits

@@ -28,6 +28,7 @@ from exchange.demo import demo_campaigns
 from exchange.errors import Conflict
 from exchange.example import example_request
 from exchange.openrtb import AuctionResult, BidRequest
+from exchange.pacing_loop import PacingLoop, make_pacer
 from exchange.settlement import Notice, Outcome, Receipt
 from exchange.settlement_client import SettlementClient
 from exchange.signing import NoticeSigner, new_secret
@@ -103,6 +104,8 @@ class Exchange:
             record_trade=self.settlement.record_trade,
             sign=self.signer.sign,
         )
+        self.pacing = PacingLoop(self.state, make_pacer(config.pacing), config.pacing.interval_s)
+        self._pacing_task: asyncio.Task | None = None
 
     @property
     def scorer(self) -> Scorer:
@@ -136,8 +139,9 @@ class Exchange:
         self.auction.settings = replace(self.auction.settings, notice_url=url)
 
     async def start(self) -> None:
-        """Serve the settlement connection from the running loop."""
+        """Serve the settlement connection and run the pacing loop on the running loop."""
         await self.settlement.attach()
+        self._pacing_task = asyncio.create_task(self.pacing.run(), name="pacing")
 
     async def bid(self, req: BidRequest, received_ns: int) -> AuctionResult:
         """Run the auction and wait until its trades are durable; only then may the
@@ -181,5 +185,7 @@ class Exchange:
         return time.perf_counter() - started
 
     async def close(self) -> None:
-        """The settlement process books everything journaled, then exits."""
+        """Stop pacing; the settlement process books everything journaled, then exits."""
+        if self._pacing_task is not None:
+            self._pacing_task.cancel()
         await self.settlement.close()

@@ -29,6 +29,7 @@ from exchange.settlement import Trade
 from exchange.validate import validate
 from inference.scorer import Placement, Scorer
 from kernels import pricing
+from kernels.eligibility import count_seen
 
 
 class NoBidReason(IntEnum):
@@ -92,6 +93,7 @@ class Auction:
         self.settings = settings
         self.record_trade = record_trade
         self.sign = sign
+        self._rng = np.random.default_rng()  # throttling's draws
 
     def run(self, req: BidRequest, received_ns: int) -> AuctionResult:
         """Run one request's auction. Raises BadRequest for invalid input.
@@ -131,14 +133,28 @@ class Auction:
             if rows.size == 0:
                 continue
             had_candidates = True
+            if billable:
+                count_seen(rows, index.slot, state.seen)
+                if state.throttled:  # pacing by throttling: each campaign enters its share
+                    rows = rows[self._rng.random(rows.size) < state.pass_rate[index.slot[rows]]]
+                    if rows.size == 0:
+                        continue
             placement = placement_of(req, imp, hour)
             win = self._rank_and_price(index, req, imp, rows, placement, history, history_len)
-            if win is not None and (not billable or state.reserve(win.slot, win.charge_micros)):
-                wins.append(win)
+            if win is None:
+                continue
+            if billable:
+                if not state.reserve(win.slot, win.charge_micros):
+                    continue
+                state.wins[win.slot] += 1
+                state.won_seconds[win.slot] += win.seconds
+            wins.append(win)
 
         if deadline_ns is not None and time.perf_counter_ns() > deadline_ns:
             for win in wins if billable else ():
                 state.release(win.slot, win.charge_micros)
+                state.wins[win.slot] -= 1
+                state.won_seconds[win.slot] -= win.seconds
             return AuctionResult(req.id, cur, [], NoBidReason.TMAX_TOO_SHORT)
         if not wins:
             reason = NoBidReason.BELOW_FLOOR if had_candidates else NoBidReason.NO_ELIGIBLE_CAMPAIGN

@@ -5,6 +5,9 @@ attnx example                       # print an example OpenRTB request (JSON)
 attnx bid --example | --file F      # send one over gRPC, print the response
 attnx campaigns list | get ID | pause ID | resume ID | upsert FILE
 attnx campaigns demo --out FILE     # write the generated demo set
+attnx pacing train [--generations N] [--ship]   # learn the pacing policy in the simulator
+attnx pacing eval [--policy DIR] [--plot F]     # every method on held-out days
+attnx pacing show                               # a running exchange's pacing
 """
 
 from __future__ import annotations
@@ -242,6 +245,68 @@ def _model(args: argparse.Namespace) -> None:
             _print_message(_rpc(admin.SwapModel, request))
 
 
+def _pacing(args: argparse.Namespace) -> None:
+    if args.action == "show":
+        import grpc
+
+        from protos.attnx.v1 import admin_pb2, admin_pb2_grpc
+
+        with grpc.insecure_channel(args.target) as channel:
+            admin = admin_pb2_grpc.AdminStub(channel)
+            token = ""
+            while True:
+                page = _rpc(admin.GetPacing, admin_pb2.GetPacingRequest(page_token=token))
+                if not token:
+                    version = f" (policy {page.policy_version})" if page.policy_version else ""
+                    print(f"pacing: {page.method}{version}, every {page.interval_s:g} s")
+                for s in page.campaigns:
+                    c = s.campaign
+                    print(
+                        f"{c.id:<28} multiplier {s.multiplier:>7.4f}  pass {s.pass_rate:>6.4f}  "
+                        f"spent ${s.spent_today_micros / 1e6:>10.2f} of "
+                        f"${c.daily_budget_micros / 1e6:>10.2f}"
+                    )
+                token = page.next_page_token
+                if not token:
+                    return
+    if args.action == "train":
+        _pacing_train(args)
+        return
+    from exchange.market import Market
+    from exchange.pacers import DEFAULT_POLICY
+    from exchange.pacing_eval import evaluate, methods, plot, table
+
+    try:
+        pacers = methods(Path(args.policy) if args.policy else DEFAULT_POLICY)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"attnx: cannot load the pacing policy: {exc}")
+    evaluation = evaluate(Market(), pacers, days=args.days)
+    print(table(evaluation.results))
+    if args.plot:
+        print(f"wrote {plot(evaluation.curves, Path(args.plot))}")
+
+
+def _pacing_train(args: argparse.Namespace) -> None:
+    try:
+        from exchange import pacing_train
+    except ImportError as exc:
+        sys.exit(
+            f"attnx: training needs torch ({exc}); install it with `pip install -e '.[train]'`"
+        )
+    import shutil
+
+    from exchange.pacers import DEFAULT_POLICY
+
+    chosen = {"seed": args.seed, "generations": args.generations}
+    config = pacing_train.PacingTrainConfig(**{k: v for k, v in chosen.items() if v is not None})
+    path = pacing_train.train(config, Path(args.out))
+    print(f"wrote {path}")
+    if args.ship:
+        shutil.rmtree(DEFAULT_POLICY, ignore_errors=True)
+        shutil.copytree(path, DEFAULT_POLICY)
+        print(f"shipped as {DEFAULT_POLICY}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attnx", description="AttnX, a real-time attention exchange")
     sub = p.add_subparsers(dest="command", required=True)
@@ -291,6 +356,18 @@ def parser() -> argparse.ArgumentParser:
     campaigns.add_argument("--seed", type=int, default=7, help="demo: generator seed")
     campaigns.set_defaults(func=_campaigns)
 
+    pacing = sub.add_parser("pacing", help="train, evaluate or show budget pacing")
+    pacing.add_argument("action", choices=["train", "eval", "show"])
+    pacing.add_argument("--out", default="models", help="train: folder for the policy directory")
+    pacing.add_argument("--seed", type=int, help="train: default 0")
+    pacing.add_argument("--generations", type=int, help="train: evolution steps (300)")
+    pacing.add_argument("--ship", action="store_true", help="train: install as the default")
+    pacing.add_argument("--policy", help="eval: a policy directory (default: the shipped one)")
+    pacing.add_argument("--days", type=int, default=8, help="eval: held-out days (8)")
+    pacing.add_argument("--plot", help="eval: write spend and multiplier curves to this PNG")
+    pacing.add_argument("--target", default=DEFAULT_TARGET, help="show: exchange gRPC address")
+    pacing.set_defaults(func=_pacing)
+
     ledger = sub.add_parser("ledger", help="report on or check the settlement ledger")
     ledger.add_argument("action", choices=["report", "check"])
     ledger.add_argument(
@@ -314,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
         if missing and not getattr(args, missing):
             what = "--out FILE" if missing == "out" else "an id or file"
             parser().error(f"campaigns {args.action} needs {what}")
+    if args.command == "pacing" and (args.days < 1 or (args.generations or 1) < 1):
+        parser().error("pacing --days and --generations must be at least 1")
     quiet = args.command == "ledger"  # its output is the report: keep the log out of it
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,

@@ -64,6 +64,16 @@ class ScorerConfig:
     fp16: bool = False  # TensorRT only, and only after `attnx model check-fp16`
 
 
+PACING_METHODS = ("rl", "dual", "pid", "throttle", "none")
+
+
+@dataclass(frozen=True)
+class PacingConfig:
+    method: str = "rl"  # rl (the learned policy) | dual | pid | throttle | none
+    interval_s: float = 900.0  # the control interval: the shipped policy learned 15 minutes
+    policy: str = ""  # a policy directory (`attnx pacing train`); "" = the shipped one
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -72,6 +82,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    pacing: PacingConfig = field(default_factory=PacingConfig)
     # Units of each currency per 1 USD.
     currency_rates: dict[str, float] = field(
         default_factory=lambda: {
@@ -168,6 +179,10 @@ def _check(config: Config) -> Config:
         raise ConfigError(
             'config.store.url must be "sqlite:///path/to/file.db" or "postgresql://user@host/db"'
         )
+    if config.pacing.method not in PACING_METHODS:
+        raise ConfigError(f"config.pacing.method must be one of {', '.join(PACING_METHODS)}")
+    if not 0.01 <= config.pacing.interval_s <= 3600:
+        raise ConfigError("config.pacing.interval_s must be from 0.01 to 3600 seconds")
     if config.auction.increment_cpm_micros < 0 or config.auction.tmax_margin_ms < 0:
         raise ConfigError("config.auction.increment_cpm_micros and tmax_margin_ms must be >= 0")
     return config

@@ -83,12 +83,25 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.exchange = exchange
 
     def _status(self, campaign: Campaign) -> admin_pb2.CampaignStatus:
-        spent = self.exchange.book.spent_today(campaign.id)
+        state = self.exchange.state
+        slot = state.slot(campaign.id)
+        spent = int(state.spent[slot])
         return admin_pb2.CampaignStatus(
             campaign=campaign_to_proto(campaign),
             spent_today_micros=spent,
             remaining_today_micros=max(campaign.daily_budget_micros - spent, 0),
+            multiplier=float(state.multiplier[slot]),
+            pass_rate=float(state.pass_rate[slot]),
         )
+
+    def _page(self, size: int, after: str) -> tuple[list[admin_pb2.CampaignStatus], str]:
+        """One page of campaigns in id order after the token, and the next token."""
+        if not 0 < size <= MAX_PAGE:
+            raise BadRequest("request.page_size", f"must be between 1 and {MAX_PAGE}")
+        page = [c for c in self.exchange.book.all() if c.id > after][: size + 1]
+        more = len(page) > size
+        page = page[:size]
+        return [self._status(c) for c in page], page[-1].id if more else ""
 
     async def UpsertCampaign(self, request, context):
         try:
@@ -106,19 +119,27 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     async def ListCampaigns(self, request, context):
         try:
-            size = request.page_size or DEFAULT_PAGE
-            if not 0 < size <= MAX_PAGE:
-                raise BadRequest("request.page_size", f"must be between 1 and {MAX_PAGE}")
-            after = request.page_token
-            page = [c for c in self.exchange.book.all() if c.id > after][: size + 1]
-            more = len(page) > size
-            page = page[:size]
-            return admin_pb2.ListCampaignsResponse(
-                campaigns=[self._status(c) for c in page],
-                next_page_token=page[-1].id if more else "",
-            )
+            page, token = self._page(request.page_size or DEFAULT_PAGE, request.page_token)
+            return admin_pb2.ListCampaignsResponse(campaigns=page, next_page_token=token)
         except Exception as exc:
             await _fail(context, exc, "ListCampaigns")
+
+    async def GetPacing(self, request, context):
+        try:
+            page, token = self._page(request.page_size or DEFAULT_PAGE, request.page_token)
+            pacing = self.exchange.pacing
+            tick = pacing.last
+            return admin_pb2.PacingStatus(
+                method=pacing.pacer.name,
+                policy_version=getattr(pacing.pacer, "version", ""),
+                interval_s=pacing.interval_s,
+                last_tick_unix_ms=round(tick.at * 1000) if tick else 0,
+                last_tick_us=tick.seconds * 1e6 if tick else 0.0,
+                campaigns=page,
+                next_page_token=token,
+            )
+        except Exception as exc:
+            await _fail(context, exc, "GetPacing")
 
     async def _set_paused(self, request, context, paused: bool):
         try:

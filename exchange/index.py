@@ -187,7 +187,7 @@ class CampaignIndex:
         if c.bundle:
             self.by_bundle.setdefault(c.bundle, set()).add(entry)
         slot = self.state.slot(c.id)
-        self.state.set_budget(slot, c.daily_budget_micros)
+        self.state.set_budget(slot, c.daily_budget_micros, c.acpm_micros)
         t = c.targeting
         for value in t.cat:
             self.categories.add(value)

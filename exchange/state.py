@@ -1,4 +1,4 @@
-"""In-process campaign state: budgets, today's spend and pacing multipliers.
+"""In-process campaign state: budgets, today's spend, pacing and its counters.
 
 Arrays are indexed by a campaign's *slot*, a small integer assigned once per
 campaign id and never reused, so the auction reads them with one fancy index
@@ -26,7 +26,14 @@ class CampaignState:
         self.day = utc_day(clock())
         self.budget = np.zeros(capacity, dtype=np.int64)  # [S] daily budget, micros
         self.spent = np.zeros(capacity, dtype=np.int64)  # [S] spent today, micros
+        self.acpm = np.zeros(capacity, dtype=np.float64)  # [S] the campaign's aCPM, micros
         self.multiplier = np.ones(capacity, dtype=np.float64)  # [S] pacing bid multiplier
+        self.pass_rate = np.ones(capacity, dtype=np.float64)  # [S] share of auctions entered
+        self.throttled = False  # any pass rate below 1: the auction draws who enters
+        # Counters of the current control interval, read and cleared by the pacing loop.
+        self.seen = np.zeros(capacity, dtype=np.int64)  # [S] auctions eligible for
+        self.wins = np.zeros(capacity, dtype=np.int64)  # [S]
+        self.won_seconds = np.zeros(capacity, dtype=np.float64)  # [S] predicted attentive s
         self.slots: dict[str, int] = {}
 
     def slot(self, campaign_id: str) -> int:
@@ -41,12 +48,21 @@ class CampaignState:
 
     def _grow(self, capacity: int) -> None:
         pad = capacity - len(self.budget)
-        self.budget = np.concatenate([self.budget, np.zeros(pad, np.int64)])
-        self.spent = np.concatenate([self.spent, np.zeros(pad, np.int64)])
-        self.multiplier = np.concatenate([self.multiplier, np.ones(pad, np.float64)])
+        for name in ("budget", "spent", "acpm", "seen", "wins", "won_seconds"):
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.zeros(pad, old.dtype)]))
+        for name in ("multiplier", "pass_rate"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.ones(pad)]))
 
-    def set_budget(self, slot: int, daily_budget_micros: int) -> None:
+    def set_budget(self, slot: int, daily_budget_micros: int, acpm_micros: int) -> None:
         self.budget[slot] = daily_budget_micros
+        self.acpm[slot] = acpm_micros
+
+    def clear_counters(self) -> None:
+        """Start a new control interval's counters."""
+        self.seen[:] = 0
+        self.wins[:] = 0
+        self.won_seconds[:] = 0.0
 
     def roll_day(self) -> None:
         """Start a fresh day's spend when the UTC date has changed."""

@@ -393,6 +393,16 @@ class World:
             logit = logit + VIEW_MATCH * imps.match - VIEW_FATIGUE * imps.fatigue
         return logit.astype(np.float32)
 
+    def expected_seconds(self, imps: Impressions, ad: int) -> np.ndarray:
+        """True E[attentive seconds] of ad `ad` shown on each of `imps` instead of their own
+        candidate: what one campaign's creative would get there (the market's values)."""
+        ads = np.full(len(imps), ad, dtype=np.int32)  # [n]
+        kind = np.full(len(imps), self.ad_kind[ad], dtype=np.int8)
+        truth = self._truth(
+            imps.placement, imps.devicetype, imps.hour, ads, kind, imps.history, imps.history_len
+        )
+        return truth["expected_seconds"]  # [n] float32
+
     def _context_logit(
         self,
         placement: np.ndarray,

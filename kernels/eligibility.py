@@ -146,3 +146,10 @@ def eligible_oracle(
     rows = np.flatnonzero(ok)
     _, first = np.unique(campaign[rows], return_index=True)  # first row of each campaign
     return rows[np.sort(first)]
+
+
+@njit(cache=True, nogil=True)
+def count_seen(rows: np.ndarray, row_slot: np.ndarray, seen: np.ndarray) -> None:
+    """One more eligible auction for each candidate's campaign (the pacer's counter)."""
+    for r in rows:
+        seen[row_slot[r]] += 1

@@ -73,14 +73,18 @@ class Campaign(_message.Message):
     def __init__(self, id: _Optional[str] = ..., advertiser: _Optional[str] = ..., adomain: _Optional[_Iterable[str]] = ..., seat: _Optional[str] = ..., bundle: _Optional[str] = ..., creatives: _Optional[_Iterable[_Union[Creative, _Mapping]]] = ..., acpm_micros: _Optional[int] = ..., daily_budget_micros: _Optional[int] = ..., targeting: _Optional[_Union[Targeting, _Mapping]] = ..., paused: _Optional[bool] = ...) -> None: ...
 
 class CampaignStatus(_message.Message):
-    __slots__ = ("campaign", "spent_today_micros", "remaining_today_micros")
+    __slots__ = ("campaign", "spent_today_micros", "remaining_today_micros", "multiplier", "pass_rate")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     SPENT_TODAY_MICROS_FIELD_NUMBER: _ClassVar[int]
     REMAINING_TODAY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    PASS_RATE_FIELD_NUMBER: _ClassVar[int]
     campaign: Campaign
     spent_today_micros: int
     remaining_today_micros: int
-    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., spent_today_micros: _Optional[int] = ..., remaining_today_micros: _Optional[int] = ...) -> None: ...
+    multiplier: float
+    pass_rate: float
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., spent_today_micros: _Optional[int] = ..., remaining_today_micros: _Optional[int] = ..., multiplier: _Optional[float] = ..., pass_rate: _Optional[float] = ...) -> None: ...
 
 class CampaignRef(_message.Message):
     __slots__ = ("id",)
@@ -127,3 +131,29 @@ class ModelStatus(_message.Message):
     backend: str
     path: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class GetPacingRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class PacingStatus(_message.Message):
+    __slots__ = ("method", "policy_version", "interval_s", "last_tick_unix_ms", "last_tick_us", "campaigns", "next_page_token")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_TICK_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TICK_US_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    policy_version: str
+    interval_s: float
+    last_tick_unix_ms: int
+    last_tick_us: float
+    campaigns: _containers.RepeatedCompositeFieldContainer[CampaignStatus]
+    next_page_token: str
+    def __init__(self, method: _Optional[str] = ..., policy_version: _Optional[str] = ..., interval_s: _Optional[float] = ..., last_tick_unix_ms: _Optional[int] = ..., last_tick_us: _Optional[float] = ..., campaigns: _Optional[_Iterable[_Union[CampaignStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

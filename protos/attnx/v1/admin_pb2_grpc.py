@@ -69,6 +69,11 @@ class AdminStub:
                 request_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.SwapModelRequest.SerializeToString,
                 response_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.FromString,
                 _registered_method=True)
+        self.GetPacing = channel.unary_unary(
+                '/attnx.v1.Admin/GetPacing',
+                request_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.GetPacingRequest.SerializeToString,
+                response_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.PacingStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -119,6 +124,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPacing(self, request, context):
+        """Budget pacing: the method, its last control step, and every campaign's
+        multiplier and spend (also on each CampaignStatus).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +169,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SwapModel,
                     request_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.SwapModelRequest.FromString,
                     response_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.SerializeToString,
+            ),
+            'GetPacing': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPacing,
+                    request_deserializer=protos_dot_attnx_dot_v1_dot_admin__pb2.GetPacingRequest.FromString,
+                    response_serializer=protos_dot_attnx_dot_v1_dot_admin__pb2.PacingStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +365,33 @@ class Admin:
             '/attnx.v1.Admin/SwapModel',
             protos_dot_attnx_dot_v1_dot_admin__pb2.SwapModelRequest.SerializeToString,
             protos_dot_attnx_dot_v1_dot_admin__pb2.ModelStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPacing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attnx.v1.Admin/GetPacing',
+            protos_dot_attnx_dot_v1_dot_admin__pb2.GetPacingRequest.SerializeToString,
+            protos_dot_attnx_dot_v1_dot_admin__pb2.PacingStatus.FromString,
             options,
             channel_credentials,
             insecure,

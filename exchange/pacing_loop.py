@@ -1,0 +1,132 @@
+"""Pacing in the running exchange: every control interval, new multipliers from live counters.
+
+The auction counts, per campaign slot, the auctions each campaign was eligible for,
+its wins and the attentive seconds it bought; this loop reads those counters and
+today's spend (reservations included) at each interval boundary of the UTC day,
+builds the same `Observation` the market simulator gives, and writes the pacer's
+multipliers and pass rates back into the state the auction reads. A tick is a few
+whole-array operations over the campaigns, run on the event loop between requests,
+so no auction sees half an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exchange.config import ConfigError, PacingConfig
+from exchange.pacers import (
+    DEFAULT_POLICY,
+    PID,
+    SECONDS_PER_DAY,
+    DualGradient,
+    NoPacing,
+    Observation,
+    Pacer,
+    PolicyPacer,
+    Throttle,
+    traffic_share,
+)
+from exchange.state import CampaignState
+
+log = logging.getLogger("attnx.pacing")
+
+
+def make_pacer(config: PacingConfig) -> Pacer:
+    """The configured method; the learned policy is loaded (and its hash checked) here."""
+    if config.method == "rl":
+        directory = Path(config.policy) if config.policy else DEFAULT_POLICY
+        try:
+            return PolicyPacer.load(directory)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"config.pacing.policy: cannot load a pacing policy from {directory}: {exc} "
+                "(write one with `attnx pacing train`)"
+            ) from None
+    return {"dual": DualGradient, "pid": PID, "throttle": Throttle, "none": NoPacing}[
+        config.method
+    ]()
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What the last control step did, for the Admin service."""
+
+    at: float  # unix seconds
+    campaigns: int
+    seconds: float  # how long the step took
+
+
+class PacingLoop:
+    def __init__(
+        self,
+        state: CampaignState,
+        pacer: Pacer,
+        interval_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state, self.pacer, self.interval_s, self.clock = state, pacer, interval_s, clock
+        self.day = -1
+        self.spent_before = np.zeros(0, np.int64)  # [n] spend at the last tick
+        self.last: Tick | None = None
+
+    def tick(self) -> Tick:
+        """One control step: observe the interval that ended, set the next one's pacing."""
+        started = time.perf_counter()
+        state = self.state
+        state.roll_day()
+        n = len(state.slots)
+        if state.day != self.day:  # a new day (or the first tick): every campaign starts over
+            self.day = state.day
+            self.pacer.reset(n)
+            self.spent_before = state.spent[:n].copy()
+            state.clear_counters()
+        elif n > self.pacer.n:  # campaigns were added since the last tick
+            self.pacer.grow(n)
+            self.spent_before = np.concatenate(
+                [self.spent_before, state.spent[len(self.spent_before) : n]]
+            )
+        now = self.clock() % SECONDS_PER_DAY
+        spent = state.spent[:n].copy()
+        obs = Observation(
+            time_left=1.0 - now / SECONDS_PER_DAY,
+            traffic_next=float(traffic_share(now, min(now + self.interval_s, SECONDS_PER_DAY))),
+            traffic_left=float(traffic_share(now, SECONDS_PER_DAY)),
+            budget=state.budget[:n].copy(),
+            spent=spent,
+            last_spend=np.maximum(spent - self.spent_before, 0),  # voids give budget back
+            last_seen=state.seen[:n].copy(),
+            last_wins=state.wins[:n].copy(),
+            last_seconds=state.won_seconds[:n].copy(),
+            acpm_micros=np.maximum(state.acpm[:n], 1.0),
+        )
+        multiplier, pass_rate = self.pacer.act(obs)
+        state.multiplier[:n] = multiplier
+        state.pass_rate[:n] = pass_rate
+        state.throttled = bool((pass_rate < 1.0).any())
+        state.clear_counters()
+        self.spent_before = spent
+        self.last = Tick(self.clock(), n, time.perf_counter() - started)
+        return self.last
+
+    def next_delay(self) -> float:
+        """Seconds to the next interval boundary of the day, so intervals line up with
+        the ones the policy was trained on (00:00, 00:15, ...)."""
+        now = self.clock() % SECONDS_PER_DAY
+        return self.interval_s - (now % self.interval_s) or self.interval_s
+
+    async def run(self) -> None:
+        """Tick at every interval boundary until cancelled; a failed tick is logged and
+        the multipliers stay as they were (the budget check still bounds the spend)."""
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("pacing tick failed; multipliers left as they were")
+            await asyncio.sleep(self.next_delay())

@@ -2,7 +2,7 @@
 
     python -m bench.pacing [--days 8] [--policy DIR] [--plot var/pacing.png]
 
-Workload: the default market (`MarketConfig()`: about 100k impressions a day from the
+Workload: the default market (`MarketConfig()`: about 75k impressions a day from the
 simulated world, 16 campaigns with their own aCPM, creative and targeting, 96 control
 intervals of 15 minutes, competing demand by hour and placement with day-level shifts
 and unannounced surges). Days use seeds from `market.EVAL_SEED_BASE` on, never seen in

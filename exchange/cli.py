@@ -272,7 +272,7 @@ def _pacing(args: argparse.Namespace) -> None:
     if args.action == "train":
         _pacing_train(args)
         return
-    from exchange.market import Market
+    from exchange.market import Market, MarketConfig
     from exchange.pacers import DEFAULT_POLICY
     from exchange.pacing_eval import evaluate, methods, plot, table
 
@@ -280,7 +280,8 @@ def _pacing(args: argparse.Namespace) -> None:
         pacers = methods(Path(args.policy) if args.policy else DEFAULT_POLICY)
     except (OSError, ValueError) as exc:
         sys.exit(f"attnx: cannot load the pacing policy: {exc}")
-    evaluation = evaluate(Market(), pacers, days=args.days)
+    market = Market(MarketConfig(impressions_per_day=args.impressions, campaigns=args.campaigns))
+    evaluation = evaluate(market, pacers, days=args.days)
     print(table(evaluation.results))
     if args.plot:
         print(f"wrote {plot(evaluation.curves, Path(args.plot))}")
@@ -360,11 +361,13 @@ def parser() -> argparse.ArgumentParser:
     pacing.add_argument("action", choices=["train", "eval", "show"])
     pacing.add_argument("--out", default="models", help="train: folder for the policy directory")
     pacing.add_argument("--seed", type=int, help="train: default 0")
-    pacing.add_argument("--generations", type=int, help="train: evolution steps (300)")
+    pacing.add_argument("--generations", type=int, help="train: evolution steps (600)")
     pacing.add_argument("--ship", action="store_true", help="train: install as the default")
     pacing.add_argument("--policy", help="eval: a policy directory (default: the shipped one)")
     pacing.add_argument("--days", type=int, default=8, help="eval: held-out days (8)")
     pacing.add_argument("--plot", help="eval: write spend and multiplier curves to this PNG")
+    pacing.add_argument("--impressions", type=int, default=100_000, help="eval: traffic a day")
+    pacing.add_argument("--campaigns", type=int, default=16, help="eval: campaigns a day")
     pacing.add_argument("--target", default=DEFAULT_TARGET, help="show: exchange gRPC address")
     pacing.set_defaults(func=_pacing)
 
@@ -391,8 +394,10 @@ def main(argv: list[str] | None = None) -> None:
         if missing and not getattr(args, missing):
             what = "--out FILE" if missing == "out" else "an id or file"
             parser().error(f"campaigns {args.action} needs {what}")
-    if args.command == "pacing" and (args.days < 1 or (args.generations or 1) < 1):
-        parser().error("pacing --days and --generations must be at least 1")
+    if args.command == "pacing" and min(args.days, args.generations or 1, args.campaigns) < 1:
+        parser().error("pacing --days, --generations and --campaigns must be at least 1")
+    if args.command == "pacing" and args.impressions < 100:
+        parser().error("pacing --impressions must be at least 100")
     quiet = args.command == "ledger"  # its output is the report: keep the log out of it
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,

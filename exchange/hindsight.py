@@ -21,7 +21,7 @@ def knapsack_bound(seconds: np.ndarray, charge: np.ndarray, budgets: np.ndarray)
 
     seconds [n] float, charge [n] int micros (>= 0), budgets [B] micros -> [B] seconds.
     """
-    budgets = np.asarray(budgets, dtype=np.float64)
+    budgets = np.maximum(np.asarray(budgets, dtype=np.float64), 0.0)  # nothing to spend < 0
     if len(seconds) == 0:
         return np.zeros(len(budgets))
     free = charge <= 0

@@ -49,7 +49,9 @@ SURGE_LEVEL = (0.2, 0.8)  # and raises prices by 20-80%
 
 @dataclass(frozen=True)
 class MarketConfig:
-    impressions_per_day: int = 100_000  # the day's traffic before each campaign's targeting
+    # The day's traffic before each hour keeps its own share (about 3/4 is kept) and
+    # before each campaign's targeting.
+    impressions_per_day: int = 100_000
     campaigns: int = 16
     intervals: int = 96  # control intervals per day (15 minutes)
     world: WorldConfig = field(default_factory=lambda: WorldConfig(seed=11, n_users=20_000))
@@ -242,6 +244,8 @@ def simulate(day: Day, budget: np.ndarray, pacer: Pacer, replicas: int = 1) -> E
     budget = np.asarray(budget, dtype=np.int64)
     if budget.shape != (e,):
         raise ValueError(f"budget must have shape ({e},), got {budget.shape}")
+    if (budget < 0).any():
+        raise ValueError("budget must be >= 0 micros")
     charge = day.charge
     acpm = np.tile(day.acpm_micros.astype(np.float64), replicas)  # [E]
     spent = np.zeros(e, np.int64)
@@ -266,6 +270,10 @@ def simulate(day: Day, budget: np.ndarray, pacer: Pacer, replicas: int = 1) -> E
             acpm_micros=acpm,
         )
         multiplier_t[t], pass_rate_t[t] = pacer.act(obs)
+        if not ((multiplier_t[t] > 0) & (multiplier_t[t] <= 1)).all():
+            raise ValueError(f"pacer {pacer.name!r} set a multiplier outside (0, 1]")
+        if not ((pass_rate_t[t] >= 0) & (pass_rate_t[t] <= 1)).all():
+            raise ValueError(f"pacer {pacer.name!r} set a pass rate outside [0, 1]")
         seen, won, seconds, spend = _counters(k, e)
         _play_interval(
             day.start[t], day.start[t + 1], day.campaign, day.value, day.seconds, charge,

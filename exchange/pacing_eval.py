@@ -109,16 +109,14 @@ def evaluate(
             over.setdefault(name, []).append(ep.overspend.reshape(b, k))
         if curves is None:
             curves = _curves(day.forecast, budget, rstar, episodes, env=(b // 2) * k)
-    results = []
+    results, ratios = [], {}
     for name in pacers:
         r, s, o = (np.concatenate(x[name], axis=1) for x in (ratio, spent, over))  # [B, K*days]
-        results += [
-            Result(
-                name, f, float(r[j].mean()), float(r[j].min()), float(s[j].mean()), int(o[j].max())
-            )
-            for j, f in enumerate(fractions)
-        ]
-    return results, curves
+        ratios[name] = r
+        for j, f in enumerate(fractions):
+            row = (float(r[j].mean()), float(r[j].min()), float(s[j].mean()), int(o[j].max()))
+            results.append(Result(name, f, *row))
+    return Evaluation(results, curves, ratios)
 
 
 def _curves(forecast, budget, rstar, episodes: dict[str, Episode], env: int) -> Curves:

@@ -36,12 +36,12 @@ VALIDATION_SEED_BASE = 500_000  # validation days; training days are 0..days-1
 @dataclass(frozen=True)
 class PacingTrainConfig:
     seed: int = 0
-    generations: int = 300
-    pairs: int = 16  # antithetic pairs per generation: 2 × pairs policies
-    sigma: float = 0.05  # perturbation scale
-    lr: float = 0.03
+    generations: int = 600
+    pairs: int = 24  # antithetic pairs per generation: 2 × pairs policies
+    sigma: float = 0.03  # perturbation scale
+    lr: float = 0.01
     hidden: int = 32
-    days: int = 16  # training days (seeds 0..days-1)
+    days: int = 24  # training days (seeds 0..days-1)
     days_per_generation: int = 2
     budgets_per_day: int = 3  # budget fractions drawn per campaign per day
     budget_low: float = 1 / 48  # fractions of the unpaced spend, log-uniform

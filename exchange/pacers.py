@@ -146,7 +146,7 @@ class PID(_PlanFeedback):
     name = "pid"
 
     def __init__(
-        self, kp: float = 0.2, ki: float = 0.05, kd: float = 0.0, initial: float = 0.3
+        self, kp: float = 0.1, ki: float = 0.05, kd: float = 0.0, initial: float = 0.3
     ) -> None:
         self.kp, self.ki, self.kd, self.initial = kp, ki, kd, initial
 

@@ -12,12 +12,16 @@ unpaced that day) under each method: none, throttle, pid, dual (Balseiro & Gur) 
 
 Targets (issue #6): rl mean R/R* >= 0.95, above every baseline at every budget level,
 spent fraction in [0.97, 1.0], overspend exactly 0. Also timed: generating one day and
-playing it for all campaigns at one budget (the simulator's speed). Last line: one JSON.
+playing it for all campaigns at one budget (the simulator's speed), and the online
+control step of the shipped policy over 10k and 100k campaigns: its duration, and the
+longest the event loop waited during it (a coroutine yielding in a loop measures it;
+the policy's arithmetic runs on a worker thread). Last line: one JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from pathlib import Path
 
@@ -27,6 +31,8 @@ import orjson
 from exchange.market import EVAL_SEED_BASE, Market, simulate
 from exchange.pacers import DEFAULT_POLICY, PolicyPacer
 from exchange.pacing_eval import Evaluation, evaluate, methods, plot, table
+from exchange.pacing_loop import PacingLoop
+from exchange.state import CampaignState
 
 
 def targets(evaluation: Evaluation) -> dict:
@@ -56,6 +62,42 @@ def targets(evaluation: Evaluation) -> dict:
     }
 
 
+async def _heartbeat(gaps: list[float], done: asyncio.Event) -> None:
+    """Yield to the loop over and over, recording how long each turn took."""
+    while not done.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0)
+        gaps.append(time.perf_counter() - t)
+
+
+async def online_tick(campaigns: int, policy: Path, rounds: int = 5) -> dict:
+    """Median control-step time and the longest event-loop stall over `rounds` steps."""
+    state = CampaignState(capacity=campaigns)
+    for i in range(campaigns):
+        state.set_budget(state.slot(f"c{i}"), 10_000_000, 4_000_000)
+    loop = PacingLoop(state, PolicyPacer.load(policy), 900.0, clock=lambda: 1.7e9 + 12 * 3600)
+    await loop.tick_async()
+    ticks, stalls = [], []
+    for _ in range(rounds):
+        state.spent[:campaigns] += 1000
+        state.seen[:campaigns], state.wins[:campaigns] = 50, 5
+        state.won_seconds[:campaigns] = 15.0
+        gaps: list[float] = []
+        done = asyncio.Event()
+        beat = asyncio.create_task(_heartbeat(gaps, done))
+        await asyncio.sleep(0.005)
+        tick = await loop.tick_async()
+        done.set()
+        await beat
+        ticks.append(tick.seconds)
+        stalls.append(max(gaps))
+    return {
+        "campaigns": campaigns,
+        "tick_ms": round(float(np.median(ticks)) * 1e3, 2),
+        "loop_stall_ms": round(float(np.max(stalls)) * 1e3, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=8, help="held-out days")
@@ -80,6 +122,12 @@ def main() -> None:
     )
     if args.plot:
         print(f"wrote {plot(evaluation.curves, args.plot)}")
+    online = [asyncio.run(online_tick(n, args.policy)) for n in (10_000, 100_000)]
+    for o in online:
+        print(
+            f"online step over {o['campaigns']:,} campaigns: {o['tick_ms']} ms, "
+            f"longest event-loop stall {o['loop_stall_ms']} ms"
+        )
     report = {
         "bench": "pacing",
         "workload": {
@@ -92,6 +140,7 @@ def main() -> None:
         },
         "generate_day_s": round(generate_s, 3),
         "simulate_day_s": round(simulate_s, 4),
+        "online_step": online,
         "results": [r.as_dict() for r in evaluation.results],
         "targets": targets(evaluation),
     }

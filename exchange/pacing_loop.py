@@ -4,9 +4,10 @@ The auction counts, per campaign slot, the auctions each campaign was eligible f
 its wins and the attentive seconds it bought; this loop reads those counters and
 today's spend (reservations included) at each interval boundary of the UTC day,
 builds the same `Observation` the market simulator gives, and writes the pacer's
-multipliers and pass rates back into the state the auction reads. A tick is a few
-whole-array operations over the campaigns, run on the event loop between requests,
-so no auction sees half an update.
+multipliers and pass rates back into the state the auction reads. Reading and
+writing happen on the event loop between requests, so no auction sees half an
+update; the pacer's own arithmetic (the policy's MLP over every campaign) runs on a
+worker thread in between.
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ class PacingLoop:
         self.spent_before = np.zeros(0, np.int64)  # [n] spend at the last tick
         self.last: Tick | None = None
 
-    def tick(self) -> Tick:
-        """One control step: observe the interval that ended, set the next one's pacing."""
-        started = time.perf_counter()
+    def observe(self) -> Observation:
+        """Read and clear the interval's counters. On the event loop, between auctions:
+        no auction's counts fall between the read and the clear."""
         state = self.state
         state.roll_day()
         n = len(state.slots)
@@ -106,13 +107,39 @@ class PacingLoop:
             last_seconds=state.won_seconds[:n].copy(),
             acpm_micros=np.maximum(state.acpm[:n], 1.0),
         )
-        multiplier, pass_rate = self.pacer.act(obs)
-        state.multiplier[:n] = multiplier
-        state.pass_rate[:n] = pass_rate
-        state.throttled = bool((pass_rate < 1.0).any())
         state.clear_counters()
         self.spent_before = spent
-        self.last = Tick(self.clock(), n, time.perf_counter() - started)
+        return obs
+
+    def apply(self, day: int, multiplier: np.ndarray, pass_rate: np.ndarray) -> bool:
+        """Set the next interval's pacing (on the event loop); a decision made for a
+        day that has since ended is dropped."""
+        self.state.roll_day()
+        if self.state.day != day:
+            return False
+        n = len(multiplier)
+        self.state.multiplier[:n] = multiplier
+        self.state.pass_rate[:n] = pass_rate
+        self.state.throttled = bool((pass_rate < 1.0).any())
+        return True
+
+    def tick(self) -> Tick:
+        """One control step, all on the calling thread."""
+        started = time.perf_counter()
+        obs = self.observe()
+        self.apply(self.day, *self.pacer.act(obs))
+        self.last = Tick(self.clock(), len(obs.budget), time.perf_counter() - started)
+        return self.last
+
+    async def tick_async(self) -> Tick:
+        """One control step with the pacer's arithmetic on a worker thread: numpy releases
+        the GIL, so auctions keep running while a policy paces 100k campaigns."""
+        started = time.perf_counter()
+        obs = self.observe()
+        day = self.day
+        decided = await asyncio.to_thread(self.pacer.act, obs)
+        self.apply(day, *decided)
+        self.last = Tick(self.clock(), len(obs.budget), time.perf_counter() - started)
         return self.last
 
     def next_delay(self) -> float:
@@ -126,7 +153,7 @@ class PacingLoop:
         the multipliers stay as they were (the budget check still bounds the spend)."""
         while True:
             try:
-                self.tick()
+                await self.tick_async()
             except Exception:
                 log.exception("pacing tick failed; multipliers left as they were")
             await asyncio.sleep(self.next_delay())

@@ -84,6 +84,24 @@ def test_a_new_day_resets_the_pacer_and_new_campaigns_join_mid_day():
     assert np.all(state.multiplier[:2] == 1.0)
 
 
+async def test_the_async_tick_decides_off_the_loop_and_drops_a_decision_for_a_past_day():
+    clock = Clock()
+    state = state_with([1_000_000, 1_000_000], clock)
+
+    class SlowOverMidnight(DualGradient):
+        def act(self, obs):
+            clock.now += SECONDS_PER_DAY  # midnight passes while the worker thinks
+            return super().act(obs)
+
+    loop = PacingLoop(state, DualGradient(initial_mu=3.0), interval_s=900, clock=clock)
+    tick = await loop.tick_async()
+    assert tick.campaigns == 2 and np.allclose(state.multiplier[:2], 0.25)
+    state.multiplier[:2] = 1.0
+    late = PacingLoop(state, SlowOverMidnight(initial_mu=3.0), interval_s=900, clock=clock)
+    await late.tick_async()
+    assert np.all(state.multiplier[:2] == 1.0)  # yesterday's decision was not applied
+
+
 def test_throttling_sets_pass_rates_and_the_auction_draws_who_enters():
     clock = Clock()
     h = Harness([campaign("a", 3.0), campaign("b", 2.0)])

@@ -296,10 +296,14 @@ def _pacing_train(args: argparse.Namespace) -> None:
         )
     import shutil
 
+    from exchange.market import MarketConfig
     from exchange.pacers import DEFAULT_POLICY
 
     chosen = {"seed": args.seed, "generations": args.generations}
-    config = pacing_train.PacingTrainConfig(**{k: v for k, v in chosen.items() if v is not None})
+    config = pacing_train.PacingTrainConfig(
+        **{k: v for k, v in chosen.items() if v is not None},
+        market=MarketConfig(impressions_per_day=args.impressions, campaigns=args.campaigns),
+    )
     path = pacing_train.train(config, Path(args.out))
     print(f"wrote {path}")
     if args.ship:
@@ -366,8 +370,8 @@ def parser() -> argparse.ArgumentParser:
     pacing.add_argument("--policy", help="eval: a policy directory (default: the shipped one)")
     pacing.add_argument("--days", type=int, default=8, help="eval: held-out days (8)")
     pacing.add_argument("--plot", help="eval: write spend and multiplier curves to this PNG")
-    pacing.add_argument("--impressions", type=int, default=100_000, help="eval: traffic a day")
-    pacing.add_argument("--campaigns", type=int, default=16, help="eval: campaigns a day")
+    pacing.add_argument("--impressions", type=int, default=100_000, help="traffic a day (100k)")
+    pacing.add_argument("--campaigns", type=int, default=16, help="campaigns a day (16)")
     pacing.add_argument("--target", default=DEFAULT_TARGET, help="show: exchange gRPC address")
     pacing.set_defaults(func=_pacing)
 

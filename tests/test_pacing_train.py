@@ -88,6 +88,17 @@ def test_pacing_eval_cli_prints_the_table_and_writes_the_plot(tmp_path: Path, ca
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_pacing_train_cli_writes_and_ships_a_policy(tmp_path: Path, capsys, monkeypatch):
+    shipped = tmp_path / "shipped"
+    monkeypatch.setattr("exchange.pacers.DEFAULT_POLICY", shipped)
+    small = ["--impressions", "1000", "--campaigns", "2", "--generations", "1"]
+    cli.main(["pacing", "train", *small, "--out", str(tmp_path / "models"), "--ship"])
+    out = capsys.readouterr().out
+    (written,) = (tmp_path / "models").iterdir()
+    assert f"wrote {written}" in out and f"shipped as {shipped}" in out
+    assert PolicyPacer.load(shipped).version == PolicyPacer.load(written).version
+
+
 def test_pacing_cli_refuses_bad_arguments(tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["pacing", "eval", "--days", "0"])

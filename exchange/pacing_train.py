@@ -76,6 +76,7 @@ class Policy(torch.nn.Module):
         return out
 
     def flat(self) -> torch.Tensor:
+        """All weights in `shapes` order, W transposed to [in, out]."""
         return torch.cat(
             [p.detach().T.reshape(-1) if p.ndim == 2 else p.detach() for p in self.parameters()]
         )
@@ -123,8 +124,8 @@ def train(config: PacingTrainConfig, out: Path, progress: bool = True) -> Path:
 
     policy = Policy(config.hidden)
     shapes = policy.shapes()
-    theta = policy.flat().to(torch.float64).requires_grad_(False)
-    theta = torch.nn.Parameter(theta)
+    # ES estimates the gradient itself (no autograd); Adam only applies it.
+    theta = torch.nn.Parameter(policy.flat().double(), requires_grad=False)
     adam = torch.optim.Adam([theta], lr=config.lr)
     best = (_validate(held, fixed, unflatten(theta.detach().numpy()[None], shapes)), 0)
     best_theta = theta.detach().clone()
@@ -155,7 +156,7 @@ def train(config: PacingTrainConfig, out: Path, progress: bool = True) -> Path:
         out,
         [w[0] for w in weights],
         {
-            "config": _jsonable(asdict(config)),
+            "config": asdict(config),
             "validation_r_over_rstar": best[0],
             "best_generation": best[1],
             "train_seconds": round(time.perf_counter() - started, 1),
@@ -184,10 +185,3 @@ def write_policy(out: Path, weights: list[np.ndarray], info: dict) -> Path:
     (directory / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     return directory
 
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value

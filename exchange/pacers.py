@@ -70,6 +70,7 @@ class Observation:
 
 class Pacer(Protocol):
     name: str
+    n: int  # campaigns it paces (set by reset and grow)
 
     def reset(self, n: int) -> None:
         """Forget everything: a new day for n campaigns."""

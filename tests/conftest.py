@@ -256,3 +256,36 @@ def postgres_url() -> Iterator[str]:
             yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+REDIS_URL = os.environ.get("ATTNX_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    url: str
+    prefix: str  # every key this test writes starts with it
+
+
+@pytest.fixture
+def redis_target() -> Iterator[RedisTarget]:
+    """The real Redis on 127.0.0.1:6379 (database 15) and a key prefix of this test's own,
+    whose keys are deleted after.
+
+    Skipped where no server answers, except under CI, which starts one.
+    """
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        if os.environ.get("ATTNX_CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    prefix = f"attnx-test-{os.getpid()}-{next(_launch_numbers)}"
+    try:
+        yield RedisTarget(REDIS_URL, prefix)
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()

@@ -1,0 +1,188 @@
+"""The budget bank: daily budgets leased out to bid-server processes, never overdrawn.
+
+A bid server cannot ask Redis before every bid (a round trip is ~0.1 ms; the whole
+auction has a millisecond), so it spends from a *lease*: a slice of a campaign's
+daily budget that the bank has carved out for it alone (RTBkit's master and slave
+bankers). Leases are carved atomically, so the leases of all processes together
+never exceed the budget: overspend is impossible, and what a crash can cost is
+underspend — the unspent part of the dead process's leases, at most one lease per
+campaign per process.
+
+`MemoryBank` is the embedded default (one process); `RedisBank` keeps the ledger of
+leases in Redis with one Lua script per operation, so N processes on M machines
+share it. Both answer batches, one round trip for many campaigns, and pass the
+same behavioural tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+KEY_TTL_S = 3 * 86_400  # a day's leases are kept two days past the day
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    campaign_id: str
+    daily_budget_micros: int  # the budget as this process knows it now
+    want_micros: int
+
+
+class BankError(ValueError):
+    """A request the bank refuses: the message names the field."""
+
+
+def _check(day: int, requests: Sequence[LeaseRequest]) -> None:
+    if day < 0:
+        raise BankError(f"day must be >= 0, got {day}")
+    for i, r in enumerate(requests):
+        if not r.campaign_id:
+            raise BankError(f"requests[{i}].campaign_id must not be empty")
+        if r.daily_budget_micros < 0:
+            raise BankError(f"requests[{i}].daily_budget_micros must be >= 0")
+        if r.want_micros < 0:
+            raise BankError(f"requests[{i}].want_micros must be >= 0")
+
+
+def _check_returns(day: int, returns: Sequence[tuple[str, int]]) -> None:
+    if day < 0:
+        raise BankError(f"day must be >= 0, got {day}")
+    for i, (campaign_id, micros) in enumerate(returns):
+        if not campaign_id:
+            raise BankError(f"returns[{i}].campaign_id must not be empty")
+        if micros < 0:
+            raise BankError(f"returns[{i}].micros must be >= 0")
+
+
+class BudgetBank(Protocol):
+    async def lease(self, day: int, requests: Sequence[LeaseRequest]) -> list[int]:
+        """Carve up to `want` micros for each request; returns the micros granted, which
+        keep the day's leases of that campaign within its daily budget."""
+
+    async def give_back(self, day: int, returns: Sequence[tuple[str, int]]) -> None:
+        """Unspent lease returned (shutdown, pause): others may lease it again."""
+
+    async def leased(self, day: int, campaign_ids: Sequence[str]) -> list[int]:
+        """Micros leased out today per campaign, over all processes."""
+
+    async def close(self) -> None: ...
+
+
+class MemoryBank:
+    """The bank of a single process: the same rules, in a dict."""
+
+    def __init__(self) -> None:
+        self._leased: dict[tuple[int, str], int] = {}
+
+    async def lease(self, day: int, requests: Sequence[LeaseRequest]) -> list[int]:
+        _check(day, requests)
+        granted = []
+        for r in requests:
+            leased = self._leased.get((day, r.campaign_id), 0)
+            grant = max(0, min(r.want_micros, r.daily_budget_micros - leased))
+            self._leased[day, r.campaign_id] = leased + grant
+            granted.append(grant)
+        return granted
+
+    async def give_back(self, day: int, returns: Sequence[tuple[str, int]]) -> None:
+        _check_returns(day, returns)
+        for campaign_id, micros in returns:
+            leased = self._leased.get((day, campaign_id), 0)
+            if micros > leased:
+                raise BankError(
+                    f"cannot give back {micros} micros of {campaign_id}: {leased} leased"
+                )
+            self._leased[day, campaign_id] = leased - micros
+
+    async def leased(self, day: int, campaign_ids: Sequence[str]) -> list[int]:
+        return [self._leased.get((day, c), 0) for c in campaign_ids]
+
+    async def close(self) -> None:
+        pass
+
+
+# KEYS[1] the campaign's day; ARGV: daily budget, wanted, ttl. Lua numbers are doubles:
+# exact for micros up to 2^53 (9e9 USD).
+_LEASE = """
+local leased = tonumber(redis.call('HGET', KEYS[1], 'leased') or '0')
+local grant = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - leased)
+if grant < 0 then grant = 0 end
+if grant > 0 then redis.call('HINCRBY', KEYS[1], 'leased', grant) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return grant
+"""
+
+# KEYS[1] the campaign's day; ARGV: micros returned. Refuses to go below zero.
+_GIVE_BACK = """
+local leased = tonumber(redis.call('HGET', KEYS[1], 'leased') or '0')
+local back = tonumber(ARGV[1])
+if back > leased then
+  return redis.error_reply('cannot give back ' .. ARGV[1] .. ' micros: ' .. leased .. ' leased')
+end
+redis.call('HINCRBY', KEYS[1], 'leased', -back)
+return leased - back
+"""
+
+
+class RedisBank:
+    """Leases in Redis: a hash per campaign and day, changed only by Lua scripts (atomic),
+    batched in pipelines. Keys hash on the campaign id, so Redis Cluster spreads them."""
+
+    def __init__(self, url: str, prefix: str = "attnx") -> None:
+        import redis.asyncio as redis
+
+        self.redis = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self._lease = self.redis.register_script(_LEASE)
+        self._give_back = self.redis.register_script(_GIVE_BACK)
+
+    def key(self, day: int, campaign_id: str) -> str:
+        return f"{self.prefix}:bank:{{{campaign_id}}}:{day}"
+
+    async def lease(self, day: int, requests: Sequence[LeaseRequest]) -> list[int]:
+        _check(day, requests)
+        if not requests:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for r in requests:
+                await self._lease(
+                    keys=[self.key(day, r.campaign_id)],
+                    args=[r.daily_budget_micros, r.want_micros, KEY_TTL_S],
+                    client=pipe,
+                )
+            return [int(g) for g in await pipe.execute()]
+
+    async def give_back(self, day: int, returns: Sequence[tuple[str, int]]) -> None:
+        _check_returns(day, returns)
+        if not returns:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for campaign_id, micros in returns:
+                await self._give_back(keys=[self.key(day, campaign_id)], args=[micros], client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        errors = [
+            (c, r) for (c, _), r in zip(returns, results, strict=True) if isinstance(r, Exception)
+        ]
+        if errors:
+            campaign_id, exc = errors[0]
+            raise BankError(f"{campaign_id}: {exc}")
+
+    async def leased(self, day: int, campaign_ids: Sequence[str]) -> list[int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in campaign_ids:
+                pipe.hget(self.key(day, c), "leased")
+            return [int(v or 0) for v in await pipe.execute()]
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def open_bank(url: str) -> BudgetBank:
+    """`memory` (the embedded default) or a `redis://` / `rediss://` URL."""
+    if url == "memory":
+        return MemoryBank()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBank(url)
+    raise BankError(f'state url must be "memory" or "redis://host:port/db", got {url!r}')

@@ -199,7 +199,7 @@ def stages(auction: Auction, iterations: int) -> dict[str, float]:
 
     def rank_price():
         pricing.rank_and_price_rows(
-            rows, index.acpm, index.slot, index.tie, state.multiplier, state.budget,
+            rows, index.acpm, index.slot, index.tie, state.multiplier, state.limit,
             state.spent, scores.seconds, 500_000, 2, 10_000,
         )  # fmt: skip
 

@@ -189,7 +189,7 @@ def bench_cuda(index: CampaignIndex, campaigns: int, imps: int, quick: bool) -> 
     def on_gpu():
         return kc.auction_batch(device_index, requests, seconds_d, floors, SECOND_PRICE, 10_000)
 
-    remaining = index.state.budget - index.state.spent
+    remaining = index.state.limit - index.state.spent
 
     def on_cpu():
         winners = np.full(imps, -1, np.int64)

@@ -17,6 +17,7 @@ import orjson
 
 from exchange import ledger
 from exchange.auction import Auction, AuctionSettings
+from exchange.bank import open_bank
 from exchange.book import CampaignBook
 from exchange.campaign_io import campaign_from_dict, campaign_to_dict, load_campaigns
 from exchange.campaigns import Campaign
@@ -27,6 +28,7 @@ from exchange.decode_json import decode_json
 from exchange.demo import demo_campaigns
 from exchange.errors import Conflict
 from exchange.example import example_request
+from exchange.leases import LeaseKeeper
 from exchange.openrtb import AuctionResult, BidRequest
 from exchange.pacing_loop import PacingLoop, make_pacer
 from exchange.settlement import Notice, Outcome, Receipt
@@ -67,7 +69,16 @@ class Exchange:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.rates = RateTable(config.currency_rates)
-        self.state = CampaignState()
+        shared = config.state.url != "memory"
+        self.state = CampaignState(leased=shared)
+        self.leases = None
+        if shared:  # budgets shared with other bid servers: spend from leases
+            self.leases = LeaseKeeper(
+                self.state,
+                open_bank(config.state.url, config.state.prefix),
+                lease_fraction=config.state.lease_fraction,
+                refill_interval_s=config.state.refill_interval_ms / 1000,
+            )
         st = config.settlement
         db = Database(config.store.url)
         db.migrate()
@@ -85,7 +96,8 @@ class Exchange:
             spent = ledger.spend_for_day(conn, self.state.day)
         self.signer = NoticeSigner(secret)
         self.book = CampaignBook(self.state, campaign_set(config, saved))
-        self.state.restore_spend({self.state.slot(cid): micros for cid, micros in spent.items()})
+        if not shared:  # with leases, today's spend so far is already leased out in the bank
+            self.state.restore_spend({self.state.slot(c): micros for c, micros in spent.items()})
         a = config.auction
         self.auction = Auction(
             self.book,
@@ -105,7 +117,7 @@ class Exchange:
             sign=self.signer.sign,
         )
         self.pacing = PacingLoop(self.state, make_pacer(config.pacing), config.pacing.interval_s)
-        self._pacing_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     @property
     def scorer(self) -> Scorer:
@@ -139,9 +151,16 @@ class Exchange:
         self.auction.settings = replace(self.auction.settings, notice_url=url)
 
     async def start(self) -> None:
-        """Serve the settlement connection and run the pacing loop on the running loop."""
+        """Serve the settlement connection, take the first budget leases, and run the
+        pacing loop and the lease keeper on the running loop."""
         await self.settlement.attach()
-        self._pacing_task = asyncio.create_task(self.pacing.run(), name="pacing")
+        self._tasks = [asyncio.create_task(self.pacing.run(), name="pacing")]
+        if self.leases is not None:
+            try:
+                await self.leases.refill()
+            except Exception as exc:  # bidding starts as leases arrive
+                log.warning("no budget leases yet (%s): retrying in the background", exc)
+            self._tasks.append(asyncio.create_task(self.leases.run(), name="leases"))
 
     async def bid(self, req: BidRequest, received_ns: int) -> AuctionResult:
         """Run the auction and wait until its trades are durable; only then may the
@@ -167,7 +186,9 @@ class Exchange:
         """Budget given back: a void, a true-up, a retried request's second
         reservation (from the settlement process), or a bid that was never sent."""
         if day == self.state.day:  # yesterday's budget is gone: nothing to give back to
-            self.state.release(self.state.slot(campaign_id), micros)
+            elsewhere = self.state.release(self.state.slot(campaign_id), micros)
+            if self.leases is not None:
+                self.leases.give_back(campaign_id, day, elsewhere)
 
     async def save_campaign(self, campaign: Campaign) -> None:
         """Persist first, then apply: an acknowledged change survives a restart."""
@@ -185,7 +206,14 @@ class Exchange:
         return time.perf_counter() - started
 
     async def close(self) -> None:
-        """Stop pacing; the settlement process books everything journaled, then exits."""
-        if self._pacing_task is not None:
-            self._pacing_task.cancel()
+        """Stop pacing and leasing; the settlement process books everything journaled,
+        then exits; unspent leases go back to the bank."""
+        for task in self._tasks:
+            task.cancel()
         await self.settlement.close()
+        if self.leases is not None:  # after settlement: its last voids go back too
+            try:
+                await self.leases.close()
+            except Exception as exc:
+                log.warning("could not give the unspent leases back (%s)", exc)
+            await self.leases.bank.close()

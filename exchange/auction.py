@@ -195,7 +195,7 @@ class Auction:
                 index.slot,
                 index.tie,
                 state.multiplier,
-                state.budget,
+                state.limit,
                 state.spent,
                 scores.seconds,
                 self.rates.to_usd_micros(imp.bidfloor, imp.bidfloorcur),

@@ -179,10 +179,10 @@ class RedisBank:
         await self.redis.aclose()
 
 
-def open_bank(url: str) -> BudgetBank:
+def open_bank(url: str, prefix: str = "attnx") -> BudgetBank:
     """`memory` (the embedded default) or a `redis://` / `rediss://` URL."""
     if url == "memory":
         return MemoryBank()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBank(url)
+        return RedisBank(url, prefix)
     raise BankError(f'state url must be "memory" or "redis://host:port/db", got {url!r}')

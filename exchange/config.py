@@ -64,6 +64,14 @@ class ScorerConfig:
     fp16: bool = False  # TensorRT only, and only after `attnx model check-fp16`
 
 
+@dataclass(frozen=True)
+class StateConfig:
+    url: str = "memory"  # "memory" (one process) or "redis://host:6379/0" (shared budgets)
+    prefix: str = "attnx"  # Redis key namespace: one Redis can serve several exchanges
+    lease_fraction: float = 0.01  # a budget lease: this share of the daily budget
+    refill_interval_ms: float = 10.0  # how often leases running low are topped up
+
+
 PACING_METHODS = ("rl", "dual", "pid", "throttle", "none")
 
 
@@ -83,6 +91,7 @@ class Config:
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     pacing: PacingConfig = field(default_factory=PacingConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     # Units of each currency per 1 USD.
     currency_rates: dict[str, float] = field(
         default_factory=lambda: {
@@ -179,6 +188,16 @@ def _check(config: Config) -> Config:
         raise ConfigError(
             'config.store.url must be "sqlite:///path/to/file.db" or "postgresql://user@host/db"'
         )
+    if config.state.url != "memory" and not config.state.url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError('config.state.url must be "memory" or "redis://host:port/db"')
+    if not config.state.prefix or ":" in config.state.prefix:
+        raise ConfigError("config.state.prefix must be a non-empty name without ':'")
+    if not 0 < config.state.lease_fraction <= 1:
+        raise ConfigError("config.state.lease_fraction must be in (0, 1]")
+    if not 1 <= config.state.refill_interval_ms <= 10_000:
+        raise ConfigError("config.state.refill_interval_ms must be from 1 to 10000")
     if config.pacing.method not in PACING_METHODS:
         raise ConfigError(f"config.pacing.method must be one of {', '.join(PACING_METHODS)}")
     if not 0.01 <= config.pacing.interval_s <= 3600:

@@ -349,7 +349,7 @@ class CampaignIndex:
         count = eligible_rows(
             self._rows_to_check(r, imp), self.active, self.campaign, self.slot, self.kind,
             self.size, self.mime, self.duration, self.devices, self.any_cat, self.target_cat,
-            self.any_country, self.target_country, self.creative_cat, self.state.budget,
+            self.any_country, self.target_country, self.creative_cat, self.state.limit,
             self.state.spent, r.categories, r.country_word, r.country_bit, r.devicetype, r.bcat,
             r.blocked,
             imp.banner_sizes, imp.video_mimes, imp.min_duration, imp.max_duration, imp.native,

@@ -184,4 +184,3 @@ def write_policy(out: Path, weights: list[np.ndarray], info: dict) -> Path:
     }
     (directory / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     return directory
-

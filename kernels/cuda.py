@@ -442,7 +442,7 @@ class IndexArrays:
         st = index.state
         return cls(
             **rows,
-            budget=st.budget.copy(),
+            budget=st.limit.copy(),  # what may be spent here: the budget, or the leases
             spent=st.spent.copy(),
             multiplier=st.multiplier.copy(),
             n_entries=max(1, len(index.entries)),

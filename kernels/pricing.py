@@ -93,7 +93,7 @@ def rank_and_price_rows(
     row_slot: np.ndarray,  # [N] int32 campaign slot, by row
     row_tie: np.ndarray,  # [N] uint32, by row
     multiplier: np.ndarray,  # [S] float64 pacing, by slot
-    budget: np.ndarray,  # [S] int64 daily budget micros, by slot
+    budget: np.ndarray,  # [S] int64 what may be spent here today (budget or leases), by slot
     spent: np.ndarray,  # [S] int64 spent today micros, by slot
     seconds: np.ndarray,  # [C] float32 predicted attentive seconds
     floor: int,

@@ -27,6 +27,7 @@ from exchange.state import CampaignState
 log = logging.getLogger("attnx.leases")
 
 MAX_BACKOFF_S = 2.0
+LEASE_COVERS_SECONDS = 20.0  # a lease pays at least one bid of this many attentive seconds
 
 
 class LeaseKeeper:
@@ -46,9 +47,14 @@ class LeaseKeeper:
         self.failures = 0  # refills failed in a row
 
     def lease_size(self, slots: np.ndarray) -> np.ndarray:
-        """[C] micros per lease: a share of the daily budget, never below the minimum."""
-        chunk = (self.state.budget[slots] * self.lease_fraction).astype(np.int64)
-        return np.maximum(chunk, self.min_lease_micros)
+        """[C] micros per lease: a share of the daily budget, but never less than the
+        minimum nor than one bid of `LEASE_COVERS_SECONDS` at the full aCPM: a campaign
+        only bids what its unspent lease can pay, so a lease smaller than a bid would
+        keep it out of every auction."""
+        st = self.state
+        share = (st.budget[slots] * self.lease_fraction).astype(np.int64)
+        one_bid = (st.acpm[slots] * LEASE_COVERS_SECONDS / 1000).astype(np.int64)
+        return np.maximum(np.maximum(share, one_bid), self.min_lease_micros)
 
     def due(self) -> np.ndarray:
         """Slots whose unspent lease is under half a lease and whose budget is not all

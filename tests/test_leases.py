@@ -31,10 +31,14 @@ class Clock:
         return self.now
 
 
-def leased_state(budgets: dict[str, int], clock: Clock | None = None) -> CampaignState:
+def leased_state(
+    budgets: dict[str, int], clock: Clock | None = None, acpm: int = 1_000
+) -> CampaignState:
+    """Campaigns at a $0.001 aCPM by default: one bid costs next to nothing, so lease sizes
+    are the budget's share."""
     state = CampaignState(capacity=2, clock=clock or Clock(), leased=True)
     for campaign_id, budget in budgets.items():
-        state.set_budget(state.slot(campaign_id), budget, 4_000_000)
+        state.set_budget(state.slot(campaign_id), budget, acpm)
     return state
 
 
@@ -175,10 +179,11 @@ async def test_processes_sharing_redis_never_spend_past_the_budget(redis_target:
     assert sum(spent) <= 200_000 and sum(spent) > 150_000
 
 
-def test_lease_sizes_follow_the_budget_with_a_floor():
-    state = leased_state({"a": 10_000_000, "b": 100})
+def test_lease_sizes_follow_the_budget_and_always_cover_a_bid():
+    state = leased_state({"a": 10_000_000, "b": 100}, acpm=4_000_000)  # 20 s: 80,000 micros
+    state.set_budget(state.slot("pricey"), 1_000_000, 500_000_000)  # 20 s: $10, all of it
     keeper = LeaseKeeper(state, MemoryBank(), lease_fraction=0.01, min_lease_micros=5_000)
-    assert list(keeper.lease_size(np.array([0, 1]))) == [100_000, 5_000]
+    assert list(keeper.lease_size(np.array([0, 1, 2]))) == [100_000, 80_000, 10_000_000]
 
 
 @pytest.mark.parametrize("leased", [False, True])
@@ -194,7 +199,7 @@ def test_memory_mode_is_unchanged_and_lease_mode_starts_empty(leased: bool):
 def test_two_servers_sharing_budgets_never_spend_past_one(
     start_server, tmp_path: Path, redis_target: RedisTarget, postgres_url: str
 ):
-    """Both servers sell a $30-a-day campaign as fast as they can; together they stop at
+    """Both servers sell a $50-a-day campaign as fast as they can; together they stop at
     the budget, and after a clean stop the bank's leases equal the ledger's spend."""
     config = tmp_path / "attnx.toml"
     config.write_text(
@@ -202,7 +207,7 @@ def test_two_servers_sharing_budgets_never_spend_past_one(
         "lease_fraction = 0.05\n"
     )
     mega = mega_campaign()
-    mega.daily_budget_micros = 30_000_000  # a lease (5%) covers a few of its bids
+    mega.daily_budget_micros = 50_000_000  # leases of $10 (one 20 s bid): five of them
     shared = ("--config", str(config), "--db", postgres_url)
     first = start_server(*shared, db_path=tmp_path / "a.db")  # its own journal
     with first.channel() as channel:

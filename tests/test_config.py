@@ -64,6 +64,11 @@ def test_keyword_overrides_win(tmp_path):
             "[settlement]\ncommit_interval_ms = 1e6\n",
             "config.settlement.commit_interval_ms must be from 0 to 10000",
         ),
+        ("[state]\nurl = 'postgres://x'\n", 'config.state.url must be "memory" or "redis://'),
+        ("[state]\nprefix = 'a:b'\n", "config.state.prefix must be a non-empty name"),
+        ("[state]\nlease_fraction = 0\n", "config.state.lease_fraction must be in (0, 1]"),
+        ("[state]\nrefill_interval_ms = 0\n", "config.state.refill_interval_ms must be from 1"),
+        ("[pacing]\nmethod = 'greedy'\n", "config.pacing.method must be one of rl, dual"),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, message):

@@ -1,6 +1,6 @@
 """`attnx`: serve the exchange, send a bid request, manage campaigns.
 
-attnx serve [--config attnx.toml] [--grpc HOST:PORT] [--http HOST:PORT]
+attnx serve [--config attnx.toml] [--grpc HOST:PORT] [--http HOST:PORT] [--workers N]
 attnx example                       # print an example OpenRTB request (JSON)
 attnx bid --example | --file F      # send one over gRPC, print the response
 attnx campaigns list | get ID | pause ID | resume ID | upsert FILE
@@ -40,6 +40,10 @@ def _serve(args: argparse.Namespace) -> None:
             overrides.setdefault(section, {})[key] = value
     try:
         config = load_config(args.config, **overrides)
+        if args.workers != 1:
+            from exchange.workers import run_workers
+
+            sys.exit(run_workers(config, args.workers, args.ports_file))
         run(config, args.ports_file)
     except (ConfigError, BadRequest, OSError) as exc:
         sys.exit(f"attnx: {exc}")
@@ -323,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--campaigns", help="campaigns file (JSON or YAML)")
     serve.add_argument("--db", help="ledger database: a SQLite file or a postgresql:// URL")
     serve.add_argument("--journal", help="trade journal folder (default var/journal)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="bid-server processes on the same ports (1)"
+    )
     serve.add_argument("--ports-file", type=Path, help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 

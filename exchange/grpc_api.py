@@ -184,13 +184,16 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return await self._set_paused(request, context, False)
 
 
-async def start_grpc(exchange: Exchange, address: str) -> tuple[grpc.aio.Server, int]:
-    """Start the gRPC server; returns it and the bound port (address may use port 0)."""
+async def start_grpc(
+    exchange: Exchange, address: str, reuse_port: bool = False
+) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server; returns it and the bound port (address may use port 0).
+    `reuse_port`: several worker processes listen on the same port."""
     limit = exchange.config.server.max_request_bytes
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange), server)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 import orjson
@@ -39,7 +40,20 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-async def _start_http(exchange: Exchange, address: str) -> tuple[_HttpServer, asyncio.Task, int]:
+def reuse_port_socket(address: str) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT: worker processes bind the same port and the
+    kernel spreads new connections over those that listen."""
+    host, _, port = address.rpartition(":")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host.strip("[]"), int(port)))
+    return sock
+
+
+async def _start_http(
+    exchange: Exchange, address: str, reuse_port: bool = False
+) -> tuple[_HttpServer, asyncio.Task, int]:
     host, _, port = address.rpartition(":")
     http = _HttpServer(
         uvicorn.Config(
@@ -52,7 +66,8 @@ async def _start_http(exchange: Exchange, address: str) -> tuple[_HttpServer, as
             loop="none",
         )
     )
-    task = asyncio.create_task(http.serve())
+    sockets = [reuse_port_socket(address)] if reuse_port else None
+    task = asyncio.create_task(http.serve(sockets=sockets))
     while not http.started:
         if task.done():  # uvicorn could not bind; it has logged why
             raise OSError(f"cannot listen for HTTP on {address}")
@@ -66,7 +81,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-async def serve(config: Config, ports_file: Path | None = None) -> None:
+async def serve(config: Config, ports_file: Path | None = None, reuse_port: bool = False) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,8 +98,8 @@ async def serve(config: Config, ports_file: Path | None = None) -> None:
     )
     grpc_server = http = http_task = None
     try:
-        grpc_server, grpc_port = await start_grpc(exchange, config.server.grpc)
-        http, http_task, http_port = await _start_http(exchange, config.server.http)
+        grpc_server, grpc_port = await start_grpc(exchange, config.server.grpc, reuse_port)
+        http, http_task, http_port = await _start_http(exchange, config.server.http, reuse_port)
         grpc_host = config.server.grpc.rpartition(":")[0]
         http_host = config.server.http.rpartition(":")[0]
         if not config.server.public_url:  # notice URLs must name the port actually bound
@@ -120,5 +135,5 @@ async def serve(config: Config, ports_file: Path | None = None) -> None:
         log.info("stopped; all queued writes committed")
 
 
-def run(config: Config, ports_file: Path | None = None) -> None:
-    uvloop.run(serve(config, ports_file))
+def run(config: Config, ports_file: Path | None = None, reuse_port: bool = False) -> None:
+    uvloop.run(serve(config, ports_file, reuse_port))

@@ -19,6 +19,7 @@ import argparse
 import fcntl
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -145,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sync-window-ms", type=float, required=True, help="journal sync window")
     parser.add_argument("--commit-interval-ms", type=float, required=True, help="ledger commits")
     args = parser.parse_args(argv)
+    # The server owns this process's life: closing the socket means "book everything and
+    # exit". A Ctrl-C or a stop signal sent to the whole process group must not cut a
+    # ledger write short; the server stops it properly once its own calls have drained.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,0 +1,182 @@
+"""Bid servers scaled out: RPC/s of 1 vs 2 processes sharing budgets in Redis, and what
+the Redis-backed state adds to the round trip.
+
+    python -m bench.scaleout [--seconds 8] [--concurrency 64]
+
+Workload: real `attnx serve` processes (the shipped model on ONNX Runtime, the 400 demo
+campaigns, a SQLite ledger and journals in a temporary folder) in three set-ups, one
+after another: 1 process with in-memory budgets, 1 process spending from Redis leases
+(`[state] url = redis://127.0.0.1:6379/13`), and `--workers 2` on Redis. A load
+generator in its own process (grpc.aio, pre-encoded requests, every request a new
+id, so every win is a new trade) keeps `--concurrency` calls in flight for
+`--seconds` to measure saturation RPS, then 2 in flight for the same time to measure
+the round-trip p50/p99 at low load. On this 2-core machine the load generator shares
+the cores with the servers, so 2 processes cannot double the rate: the figure says how
+much of a second core the second worker gets. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+START_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def running_server(folder: Path, *args: str):
+    """`attnx serve` on ephemeral ports; yields the gRPC target, stops it gracefully."""
+    ports = folder / "ports.json"
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "serve", "--grpc", "127.0.0.1:0",
+         "--http", "127.0.0.1:0", "--db", str(folder / "attnx.db"),
+         "--journal", str(folder / "journal"), "--ports-file", str(ports), *args],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ports.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{orjson.loads(ports.read_bytes())['grpc']}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        log.close()
+
+
+def _requests(n: int) -> list[bytes]:
+    """n example requests with distinct ids, protobuf-encoded once, before timing."""
+    from google.protobuf import json_format
+
+    from exchange.example import example_request
+    from protos.attnx.v1 import openrtb_pb2
+
+    return [
+        json_format.ParseDict(
+            example_request(f"load-{os.getpid()}-{i}"), openrtb_pb2.BidRequest()
+        ).SerializeToString()
+        for i in range(n)
+    ]
+
+
+async def _drive(target: str, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
+    import grpc
+
+    latencies: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        bid = channel.unary_unary("/attnx.v1.Exchange/Bid")  # bytes in, bytes out
+        await bid(bodies[0], timeout=10)  # connected
+        next_body = iter(range(1, len(bodies)))
+        stop_at = time.perf_counter() + seconds
+
+        async def caller() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                body = bodies[next(next_body, 0)]
+                started = time.perf_counter()
+                try:
+                    await bid(body, timeout=10)
+                    latencies.append(time.perf_counter() - started)
+                except grpc.RpcError:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    lat = np.array(latencies) * 1e6
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_us": round(float(np.percentile(lat, 50)), 1),
+        "p99_us": round(float(np.percentile(lat, 99)), 1),
+        "errors": errors,
+    }
+
+
+def load(target: str, concurrency: int, seconds: float) -> dict:
+    """Saturation, then low load, from a fresh process (it needs its own core time)."""
+    script = (
+        "import asyncio, json, sys\n"
+        "from bench.scaleout import _drive, _requests\n"
+        f"bodies = _requests({int(seconds * 6000) + 1000})\n"
+        f"high = asyncio.run(_drive({target!r}, bodies, {concurrency}, {seconds}))\n"
+        f"low = asyncio.run(_drive({target!r}, bodies[::-1], 2, {seconds}))\n"
+        "print(json.dumps({'saturation': high, 'low': low}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+
+    setups = {
+        "memory_1": [],
+        "redis_1": ["--config", "{cfg}"],
+        "redis_2": ["--config", "{cfg}", "--workers", "2"],
+    }
+    results = {}
+    for name, extra in setups.items():
+        flush_redis()
+        with tempfile.TemporaryDirectory(prefix="attnx-scaleout-") as tmp:
+            folder = Path(tmp)
+            cfg = folder / "attnx.toml"
+            cfg.write_text(f'[state]\nurl = "{REDIS_URL}"\n')
+            with running_server(folder, *(a.format(cfg=cfg) for a in extra)) as target:
+                results[name] = load(target, args.concurrency, args.seconds)
+        r = results[name]
+        print(
+            f"{name:<9} saturation {r['saturation']['rps']:>7.1f} RPS "
+            f"(p99 {r['saturation']['p99_us'] / 1000:.1f} ms); low load p50 "
+            f"{r['low']['p50_us']:.0f} µs, p99 {r['low']['p99_us']:.0f} µs, "
+            f"errors {r['saturation']['errors'] + r['low']['errors']}"
+        )
+    report = {
+        "bench": "scaleout",
+        "workload": {
+            "seconds": args.seconds,
+            "concurrency": args.concurrency,
+            "campaigns": 400,
+            "cpus": os.cpu_count(),
+        },
+        "rps_1": results["redis_1"]["saturation"]["rps"],
+        "rps_2": results["redis_2"]["saturation"]["rps"],
+        "rps_1_memory": results["memory_1"]["saturation"]["rps"],
+        "p99_us_memory": results["memory_1"]["low"]["p99_us"],
+        "p99_us_redis": results["redis_1"]["low"]["p99_us"],
+        "p50_us_memory": results["memory_1"]["low"]["p50_us"],
+        "p50_us_redis": results["redis_1"]["low"]["p50_us"],
+        "setups": results,
+    }
+    print(orjson.dumps(report).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -4,13 +4,18 @@ and processes sharing one bank never spend more than the budget between them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
+import socket
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 from exchange import ledger
 from exchange.bank import BudgetBank, MemoryBank, RedisBank
@@ -244,3 +249,87 @@ def test_two_servers_sharing_budgets_never_spend_past_one(
 
     assert 0.8 * mega.daily_budget_micros < spent <= mega.daily_budget_micros
     assert asyncio.run(leased()) == spent  # every unspent lease came back
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, that it may stop and start again (keeping its
+    data in a folder, as a restarted production Redis would)."""
+
+    def __init__(self, folder: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.folder = folder
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.folder), "--appendonly", "yes", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        pytest.fail("the private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # SIGTERM: Redis flushes its append-only file
+            self.process.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path):
+    if shutil.which("redis-server") is None:
+        if os.environ.get("ATTNX_CI"):
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_bids_go_on_while_redis_is_down_and_leasing_resumes_when_it_is_back(
+    start_server, tmp_path: Path, private_redis: PrivateRedis
+):
+    config = tmp_path / "attnx.toml"
+    config.write_text(f'[state]\nurl = "{private_redis.url}"\nrefill_interval_ms = 5\n')
+    server = start_server("--config", str(config))
+    mega = mega_campaign()
+    mega.daily_budget_micros = 200_000_000  # leases of $10 (one bid of 20 s at its aCPM)
+    with server.channel() as channel:
+        admin, bidder = admin_stub(channel), exchange_stub(channel)
+        admin.UpsertCampaign(mega, timeout=TIMEOUT)
+
+        def sells() -> bool:
+            first_price = bid_request(lambda body: body.update(at=1))  # it pays its own bid
+            response = bidder.Bid(first_price, timeout=TIMEOUT)  # never an error
+            return any(b.cid == mega.id for s in response.seatbid for b in s.bid)
+
+        assert sum(sells() for _ in range(10)) > 5
+        private_redis.stop()
+        dry = 0
+        for _ in range(400):  # it sells from the lease it holds, then stops
+            dry = 0 if sells() else dry + 1
+            if dry == 15:
+                break
+        assert dry == 15, "the campaign went on selling with Redis down: past its lease?"
+        private_redis.start()  # back, with its data: leasing resumes
+        time.sleep(0.5)
+        assert sum(sells() for _ in range(10)) > 5
+    client = redis.Redis.from_url(private_redis.url)
+    leased = sum(int(client.hget(k, "leased")) for k in client.scan_iter("attnx:bank:{zz-mega}:*"))
+    assert leased <= mega.daily_budget_micros
+    server.assert_graceful_exit()
+    assert "budget bank refill failed" in server.log()
+    assert "budget bank reachable again" in server.log()

@@ -31,6 +31,7 @@ from exchange.example import example_request
 from exchange.leases import LeaseKeeper
 from exchange.openrtb import AuctionResult, BidRequest
 from exchange.pacing_loop import PacingLoop, make_pacer
+from exchange.pacing_shared import SharedPacing
 from exchange.settlement import Notice, Outcome, Receipt
 from exchange.settlement_client import SettlementClient
 from exchange.signing import NoticeSigner, new_secret
@@ -116,7 +117,15 @@ class Exchange:
             record_trade=self.settlement.record_trade,
             sign=self.signer.sign,
         )
-        self.pacing = PacingLoop(self.state, make_pacer(config.pacing), config.pacing.interval_s)
+        p = config.pacing
+        self.pacing = PacingLoop(
+            self.state,
+            make_pacer(p),
+            p.interval_s,
+            shared=SharedPacing(config.state.url, config.state.prefix, p.interval_s)
+            if shared
+            else None,
+        )
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -217,3 +226,5 @@ class Exchange:
             except Exception as exc:
                 log.warning("could not give the unspent leases back (%s)", exc)
             await self.leases.bank.close()
+        if self.pacing.shared is not None:
+            await self.pacing.shared.close()

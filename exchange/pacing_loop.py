@@ -34,6 +34,7 @@ from exchange.pacers import (
     Throttle,
     traffic_share,
 )
+from exchange.pacing_shared import SharedPacing, by_slot
 from exchange.state import CampaignState
 
 log = logging.getLogger("attnx.pacing")
@@ -71,8 +72,11 @@ class PacingLoop:
         pacer: Pacer,
         interval_s: float,
         clock: Callable[[], float] = time.time,
+        shared: SharedPacing | None = None,
     ) -> None:
+        """`shared`: pace together with the other bid servers (one leader decides)."""
         self.state, self.pacer, self.interval_s, self.clock = state, pacer, interval_s, clock
+        self.shared = shared
         self.day = -1
         self.spent_before = np.zeros(0, np.int64)  # [n] spend at the last tick
         self.last: Tick | None = None
@@ -137,10 +141,33 @@ class PacingLoop:
         started = time.perf_counter()
         obs = self.observe()
         day = self.day
-        decided = await asyncio.to_thread(self.pacer.act, obs)
-        self.apply(day, *decided)
+        if self.shared is None:
+            self.apply(day, *await asyncio.to_thread(self.pacer.act, obs))
+        else:
+            await self._tick_shared(obs, day)
         self.last = Tick(self.clock(), len(obs.budget), time.perf_counter() - started)
         return self.last
+
+    async def _tick_shared(self, obs: Observation, day: int) -> None:
+        """Report this process's counters; if leading, pace everyone; apply the decision."""
+        shared, state = self.shared, self.state
+        interval = int(self.clock() // self.interval_s)
+        ids = state.ids[: len(obs.budget)]
+        await shared.report(interval, ids, obs)
+        if await shared.lead():
+            merged = await shared.merge(interval, ids, obs)
+            await shared.publish(interval, ids, await asyncio.to_thread(self.pacer.act, merged))
+        decision = await shared.fetch(interval, self.interval_s / 2)
+        state.roll_day()
+        if decision is None or state.day != day:
+            log.warning(
+                "no pacing decision for interval %d: multipliers left as they were", interval
+            )
+            return
+        slots, multiplier, pass_rate = by_slot(decision, state.slots)
+        state.multiplier[slots] = multiplier
+        state.pass_rate[slots] = pass_rate
+        state.throttled = bool((state.pass_rate[: len(state.slots)] < 1.0).any())
 
     def next_delay(self) -> float:
         """Seconds to the next interval boundary of the day, so intervals line up with

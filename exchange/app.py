@@ -79,6 +79,7 @@ class Exchange:
                 open_bank(config.state.url, config.state.prefix),
                 lease_fraction=config.state.lease_fraction,
                 refill_interval_s=config.state.refill_interval_ms / 1000,
+                ledger_spend=self._ledger_spend,
             )
         st = config.settlement
         db = Database(config.store.url)
@@ -127,6 +128,11 @@ class Exchange:
             else None,
         )
         self._tasks: list[asyncio.Task] = []
+
+    def _ledger_spend(self, day: int) -> dict[str, int]:
+        """Each campaign's spend booked for `day` (rebuilding an emptied budget bank)."""
+        with Database(self.config.store.url).connect() as conn:
+            return ledger.spend_for_day(conn, day)
 
     @property
     def scorer(self) -> Scorer:

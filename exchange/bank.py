@@ -12,15 +12,21 @@ campaign per process.
 leases in Redis with one Lua script per operation, so N processes on M machines
 share it. Both answer batches, one round trip for many campaigns, and pass the
 same behavioural tests.
+
+A Redis restarted without its data would hand every budget out again. The bank
+therefore has an *epoch*, set when it is (re)built: an empty bank has none, and the
+first process to notice rebuilds it (see `exchange.leases`) before anyone leases.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 KEY_TTL_S = 3 * 86_400  # a day's leases are kept two days past the day
+REBUILD_LOCK_MS = 30_000  # a rebuilding process that dies frees the lock after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,18 @@ class BudgetBank(Protocol):
     async def leased(self, day: int, campaign_ids: Sequence[str]) -> list[int]:
         """Micros leased out today per campaign, over all processes."""
 
+    async def add_leased(self, day: int, amounts: Sequence[tuple[str, int]]) -> None:
+        """Count micros as leased without granting them (rebuilding a bank that lost its data)."""
+
+    async def epoch(self) -> str | None:
+        """The bank's generation; None when it holds nothing (new, or its data was lost)."""
+
+    async def begin_rebuild(self, holder: str) -> bool:
+        """Take the rebuild lock (expires); False if another process is rebuilding."""
+
+    async def finish_rebuild(self, holder: str) -> str:
+        """Start a new generation and release the lock; returns the new epoch."""
+
     async def close(self) -> None: ...
 
 
@@ -75,6 +93,8 @@ class MemoryBank:
 
     def __init__(self) -> None:
         self._leased: dict[tuple[int, str], int] = {}
+        self._epoch: str | None = None
+        self._rebuilding: str | None = None
 
     async def lease(self, day: int, requests: Sequence[LeaseRequest]) -> list[int]:
         _check(day, requests)
@@ -98,6 +118,29 @@ class MemoryBank:
 
     async def leased(self, day: int, campaign_ids: Sequence[str]) -> list[int]:
         return [self._leased.get((day, c), 0) for c in campaign_ids]
+
+    async def add_leased(self, day: int, amounts: Sequence[tuple[str, int]]) -> None:
+        _check_returns(day, amounts)
+        for campaign_id, micros in amounts:
+            self._leased[day, campaign_id] = self._leased.get((day, campaign_id), 0) + micros
+
+    async def epoch(self) -> str | None:
+        return self._epoch
+
+    async def begin_rebuild(self, holder: str) -> bool:
+        if self._rebuilding not in (None, holder):
+            return False
+        self._rebuilding = holder
+        return True
+
+    async def finish_rebuild(self, holder: str) -> str:
+        self._epoch, self._rebuilding = secrets.token_hex(8), None
+        return self._epoch
+
+    def lose_everything(self) -> None:
+        """What a Redis restarted without its data looks like (for tests)."""
+        self._leased.clear()
+        self._epoch = None
 
     async def close(self) -> None:
         pass
@@ -174,6 +217,30 @@ class RedisBank:
             for c in campaign_ids:
                 pipe.hget(self.key(day, c), "leased")
             return [int(v or 0) for v in await pipe.execute()]
+
+    async def add_leased(self, day: int, amounts: Sequence[tuple[str, int]]) -> None:
+        _check_returns(day, amounts)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for campaign_id, micros in amounts:
+                pipe.hincrby(self.key(day, campaign_id), "leased", micros)
+                pipe.expire(self.key(day, campaign_id), KEY_TTL_S)
+            await pipe.execute()
+
+    async def epoch(self) -> str | None:
+        value = await self.redis.get(f"{self.prefix}:bank:epoch")
+        return None if value is None else value.decode()
+
+    async def begin_rebuild(self, holder: str) -> bool:
+        key = f"{self.prefix}:bank:rebuild"
+        return bool(await self.redis.set(key, holder, nx=True, px=REBUILD_LOCK_MS))
+
+    async def finish_rebuild(self, holder: str) -> str:
+        epoch = secrets.token_hex(8)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{self.prefix}:bank:epoch", epoch)
+            pipe.delete(f"{self.prefix}:bank:rebuild")
+            await pipe.execute()
+        return epoch
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -10,14 +10,19 @@ back for trades this process did not reserve goes back to the bank, and on a cle
 stop every unspent lease is given back.
 
 If the bank cannot be reached, bidding goes on within the leases already held,
-and refills retry with a growing pause (up to `MAX_BACKOFF_S`).
+and refills retry with a growing pause (up to `MAX_BACKOFF_S`). If it comes back
+empty (a Redis restarted without its data), it is rebuilt from the ledger and the
+live processes' leases before anyone leases again (`_same_bank`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,8 +43,14 @@ class LeaseKeeper:
         lease_fraction: float = 0.01,
         refill_interval_s: float = 0.01,
         min_lease_micros: int = 10_000,
+        ledger_spend: Callable[[int], dict[str, int]] | None = None,
     ) -> None:
+        """`ledger_spend(day)`: each campaign's spend booked in the ledger that day (reads
+        the database; called off the event loop), to rebuild a bank that lost its data."""
         self.state, self.bank = state, bank
+        self.ledger_spend = ledger_spend
+        self.epoch: str | None = None  # the bank generation this process's leases belong to
+        self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.lease_fraction = lease_fraction
         self.refill_interval_s = refill_interval_s
         self.min_lease_micros = min_lease_micros
@@ -72,6 +83,8 @@ class LeaseKeeper:
 
     async def refill(self) -> int:
         """One round of leases and returns; returns the micros newly leased."""
+        if not await self._same_bank():
+            return 0
         await self._flush_returns()
         st = self.state
         st.roll_day()
@@ -89,6 +102,46 @@ class LeaseKeeper:
             return 0
         st.limit[slots] += np.asarray(granted, dtype=np.int64)
         return int(sum(granted))
+
+    async def _same_bank(self) -> bool:
+        """Whether leasing may go on; first makes good a bank that lost its data.
+
+        An empty bank (no epoch) is rebuilt by the one process that takes the rebuild
+        lock: today's spend from the ledger (every process's trades, the dead ones'
+        included) plus its own unspent leases. The other processes, seeing the new
+        epoch, add their own unspent leases. Nobody leases while the bank is empty.
+        """
+        epoch = await self.bank.epoch()
+        if epoch is not None and epoch == self.epoch:
+            return True
+        st = self.state
+        st.roll_day()
+        self._returns.clear()  # returns belong to the old bank; the ledger has the truth
+        if epoch is None:
+            if not await self.bank.begin_rebuild(self.me):
+                return False  # another process is rebuilding: wait for its epoch
+            booked = await asyncio.to_thread(self.ledger_spend, st.day) if self.ledger_spend else {}
+            await self.bank.add_leased(st.day, [(c, m) for c, m in booked.items() if m > 0])
+            await self.bank.add_leased(st.day, self._unspent())
+            self.epoch = await self.bank.finish_rebuild(self.me)
+            if any(booked.values()) or self._unspent():
+                log.warning(
+                    "the budget bank was empty: rebuilt from the ledger (%d campaigns) and "
+                    "this process's leases",
+                    len(booked),
+                )
+            return True
+        if self.epoch is not None:  # rebuilt by another process: count our leases in
+            await self.bank.add_leased(st.day, self._unspent())
+        self.epoch = epoch
+        return True
+
+    def _unspent(self) -> list[tuple[str, int]]:
+        """(campaign, micros) of the leases this process holds and has not spent, today."""
+        st = self.state
+        n = len(st.slots)
+        unspent = st.limit[:n] - st.spent[:n]
+        return [(st.ids[s], int(unspent[s])) for s in np.flatnonzero(unspent > 0)]
 
     async def _flush_returns(self) -> None:
         by_day: dict[int, list[tuple[str, int]]] = defaultdict(list)
@@ -122,10 +175,9 @@ class LeaseKeeper:
         """Give every unspent lease of today back, so other processes can spend it."""
         st = self.state
         st.roll_day()
+        for campaign_id, micros in self._unspent():
+            self.give_back(campaign_id, st.day, micros)
         n = len(st.slots)
-        unspent = st.limit[:n] - st.spent[:n]
-        ids = st.ids
-        for s in np.flatnonzero(unspent > 0):
-            self.give_back(ids[s], st.day, int(unspent[s]))
         st.limit[:n] = st.spent[:n]
-        await self._flush_returns()
+        if await self.bank.epoch() == self.epoch:  # never give back into a rebuilt-empty bank
+            await self._flush_returns()

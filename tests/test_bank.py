@@ -83,6 +83,20 @@ async def test_a_batch_is_one_answer_per_request_in_order(bank: BudgetBank):
     assert await bank.lease(DAY, []) == []
 
 
+async def test_a_new_generation_is_started_by_one_rebuilder_at_a_time(bank: BudgetBank):
+    assert await bank.epoch() is None  # an empty bank: new, or its data was lost
+    assert await bank.begin_rebuild("p1")
+    assert not await bank.begin_rebuild("p2")  # one rebuilder at a time
+    await bank.add_leased(DAY, [("a", 700), ("b", 0)])
+    epoch = await bank.finish_rebuild("p1")
+    assert await bank.epoch() == epoch
+    assert await bank.leased(DAY, ["a", "b"]) == [700, 0]
+    assert await bank.lease(DAY, [ask("a", 1000, 1000)]) == [300]  # the rebuilt part counts
+    assert await bank.begin_rebuild("p2")  # the lock was released
+    with pytest.raises(BankError, match=r"returns\[0\]\.micros must be >= 0"):
+        await bank.add_leased(DAY, [("a", -1)])
+
+
 def test_open_bank_knows_its_urls():
     assert isinstance(open_bank("memory"), MemoryBank)
     with pytest.raises(BankError, match='state url must be "memory" or "redis://'):

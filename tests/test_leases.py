@@ -335,3 +335,40 @@ def test_bids_go_on_while_redis_is_down_and_leasing_resumes_when_it_is_back(
     server.assert_graceful_exit()
     assert "budget bank refill failed" in server.log()
     assert "budget bank reachable again" in server.log()
+
+
+# --- a bank that lost its data -----------------------------------------------------------
+
+
+async def test_an_emptied_bank_is_rebuilt_from_the_ledger_and_the_live_leases():
+    bank = MemoryBank()
+    booked = {"a": 0}
+
+    def ledger_spend(day: int) -> dict[str, int]:
+        return dict(booked)
+
+    states = [leased_state({"a": 1_000_000}) for _ in range(2)]
+    keepers = [
+        LeaseKeeper(s, bank, lease_fraction=0.1, min_lease_micros=1, ledger_spend=ledger_spend)
+        for s in states
+    ]
+    for keeper in keepers:
+        await keeper.refill()
+    states[0].reserve(0, 30_000)
+    states[1].reserve(0, 50_000)
+    booked["a"] = 80_000 + 120_000  # these two, and 120,000 from a process that died
+    bank.lose_everything()  # Redis restarted without its data
+    await keepers[0].refill()  # notices, rebuilds: ledger + its own unspent 70,000
+    assert await bank.leased(states[0].day, ["a"]) == [200_000 + 70_000]
+    await keepers[1].refill()  # sees the new epoch: adds its unspent 50,000
+    assert await bank.leased(states[0].day, ["a"]) == [270_000 + 50_000]
+
+
+async def test_nobody_leases_while_another_process_rebuilds_the_bank():
+    bank = MemoryBank()
+    state = leased_state({"a": 1_000_000})
+    keeper = LeaseKeeper(state, bank, lease_fraction=0.1, min_lease_micros=1)
+    assert await bank.begin_rebuild("someone-else")
+    assert await keeper.refill() == 0 and state.limit[0] == 0
+    await bank.finish_rebuild("someone-else")
+    assert await keeper.refill() == 100_000

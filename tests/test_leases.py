@@ -4,6 +4,7 @@ and processes sharing one bank never spend more than the budget between them."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import shutil
@@ -22,6 +23,7 @@ from exchange.bank import BudgetBank, MemoryBank, RedisBank
 from exchange.db import Database
 from exchange.leases import LeaseKeeper
 from exchange.state import SECONDS_PER_DAY, CampaignState, utc_day
+from protos.attnx.v1 import admin_pb2
 from tests.conftest import RedisTarget
 from tests.test_server_grpc import TIMEOUT, admin_stub, bid_request, exchange_stub, mega_campaign
 
@@ -220,12 +222,14 @@ def test_two_servers_sharing_budgets_never_spend_past_one(
     second = start_server(*shared, db_path=tmp_path / "b.db")  # reads the saved campaign
 
     def sell(server) -> int:
-        won, dry = 0, 0
+        won, dry, ids = 0, 0, itertools.count()
         with server.channel() as channel:
             bidder = exchange_stub(channel)
             deadline = time.monotonic() + 30
             while dry < 40 and time.monotonic() < deadline:
-                response = bidder.Bid(bid_request(), timeout=TIMEOUT)
+                rid = f"{server.grpc_port}-{next(ids)}"
+                request = bid_request(lambda body, rid=rid: body.update(id=rid))
+                response = bidder.Bid(request, timeout=TIMEOUT)  # a new id: a new trade
                 hit = any(b.cid == mega.id for s in response.seatbid for b in s.bid)
                 won, dry = won + hit, 0 if hit else dry + 1
         return won
@@ -311,9 +315,12 @@ def test_bids_go_on_while_redis_is_down_and_leasing_resumes_when_it_is_back(
         admin, bidder = admin_stub(channel), exchange_stub(channel)
         admin.UpsertCampaign(mega, timeout=TIMEOUT)
 
+        ids = itertools.count()
+
         def sells() -> bool:
-            first_price = bid_request(lambda body: body.update(at=1))  # it pays its own bid
-            response = bidder.Bid(first_price, timeout=TIMEOUT)  # never an error
+            # First price (it pays its own bid), and a new request id: a new trade each time.
+            request = bid_request(lambda body: body.update(at=1, id=f"down-{next(ids)}"))
+            response = bidder.Bid(request, timeout=TIMEOUT)  # never an error
             return any(b.cid == mega.id for s in response.seatbid for b in s.bid)
 
         assert sum(sells() for _ in range(10)) > 5
@@ -372,3 +379,50 @@ async def test_nobody_leases_while_another_process_rebuilds_the_bank():
     assert await keeper.refill() == 0 and state.limit[0] == 0
     await bank.finish_rebuild("someone-else")
     assert await keeper.refill() == 100_000
+
+
+def test_a_redis_that_lost_its_data_does_not_hand_the_budget_out_again(
+    start_server, tmp_path: Path, private_redis: PrivateRedis
+):
+    """Half the budget is sold; Redis loses everything; the restarted server must not be
+    granted the whole budget again: the bank is rebuilt from the ledger first."""
+    config = tmp_path / "attnx.toml"
+    config.write_text(
+        f'[state]\nurl = "{private_redis.url}"\nrefill_interval_ms = 5\n'
+        '[pacing]\nmethod = "none"\n'  # full-value bids: each sale costs the same
+    )
+    mega = mega_campaign()
+    mega.daily_budget_micros = 8_000_000  # about six first-price sales
+    ids = itertools.count()
+
+    def sell(server, until_spent: int | None) -> None:
+        with server.channel() as channel:
+            admin, bidder = admin_stub(channel), exchange_stub(channel)
+            admin.UpsertCampaign(mega, timeout=TIMEOUT)
+            ref = admin_pb2.CampaignRef(id=mega.id)
+            dry, deadline = 0, time.monotonic() + 60
+            while dry < 30:
+                assert time.monotonic() < deadline, "never stopped selling"
+                # First price (it pays its own bid); a new request id: a new trade each time.
+                request = bid_request(
+                    lambda body: body.update(at=1, id=f"{server.db_path}-{next(ids)}")
+                )
+                response = bidder.Bid(request, timeout=TIMEOUT)
+                sold = any(b.cid == mega.id for s in response.seatbid for b in s.bid)
+                dry = 0 if sold else dry + 1
+                status = admin.GetCampaign(ref, timeout=TIMEOUT)
+                if until_spent is not None and status.spent_today_micros >= until_spent:
+                    return
+                time.sleep(0.002 if sold else 0.01)  # let a lease arrive
+
+    first = start_server("--config", str(config))
+    sell(first, until_spent=mega.daily_budget_micros // 2)
+    first.assert_graceful_exit()  # gives its unspent leases back
+    redis.Redis.from_url(private_redis.url).flushall()  # Redis restarted without its data
+    second = start_server("--config", str(config), db_path=first.db_path)
+    sell(second, until_spent=None)  # until the campaign sells no more
+    second.assert_graceful_exit()
+    with Database(f"sqlite:///{first.db_path}").connect() as conn:
+        booked = ledger.spend_for_day(conn, utc_day()).get(mega.id, 0)
+    assert mega.daily_budget_micros // 2 < booked <= mega.daily_budget_micros, booked
+    assert "rebuilt from the ledger" in second.log()

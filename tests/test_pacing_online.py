@@ -182,7 +182,8 @@ def test_a_running_server_paces_a_campaign_that_spends_too_fast(start_server, tm
         admin.UpsertCampaign(mega, timeout=TIMEOUT)
         won, deadline = 0, time.monotonic() + 20
         while time.monotonic() < deadline:
-            response = bidder.Bid(bid_request(), timeout=TIMEOUT)
+            request = bid_request(lambda body: body.update(id=f"fast-{time.monotonic_ns()}"))
+            response = bidder.Bid(request, timeout=TIMEOUT)  # a new id: a new trade
             won += any(b.cid == mega.id for s in response.seatbid for b in s.bid)
             status = admin.GetCampaign(admin_pb2.CampaignRef(id=mega.id), timeout=TIMEOUT)
             assert status.spent_today_micros <= mega.daily_budget_micros

@@ -20,11 +20,14 @@ first process to notice rebuilds it (see `exchange.leases`) before anyone leases
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 KEY_TTL_S = 3 * 86_400  # a day's leases are kept two days past the day
 REBUILD_LOCK_MS = 30_000  # a rebuilding process that dies frees the lock after this
 
@@ -34,6 +37,11 @@ class LeaseRequest:
     campaign_id: str
     daily_budget_micros: int  # the budget as this process knows it now
     want_micros: int
+
+
+def holder_id(owner: object) -> str:
+    """Who holds a lock or wrote a report: host, process and object, unique while alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{id(owner):x}"
 
 
 class BankError(ValueError):
@@ -250,6 +258,6 @@ def open_bank(url: str, prefix: str = "attnx") -> BudgetBank:
     """`memory` (the embedded default) or a `redis://` / `rediss://` URL."""
     if url == "memory":
         return MemoryBank()
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_SCHEMES):
         return RedisBank(url, prefix)
     raise BankError(f'state url must be "memory" or "redis://host:port/db", got {url!r}')

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from exchange.bank import REDIS_SCHEMES
 from exchange.currency import RateTable
 
 
@@ -188,9 +189,7 @@ def _check(config: Config) -> Config:
         raise ConfigError(
             'config.store.url must be "sqlite:///path/to/file.db" or "postgresql://user@host/db"'
         )
-    if config.state.url != "memory" and not config.state.url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
+    if config.state.url != "memory" and not config.state.url.startswith(REDIS_SCHEMES):
         raise ConfigError('config.state.url must be "memory" or "redis://host:port/db"')
     if not config.state.prefix or ":" in config.state.prefix:
         raise ConfigError("config.state.prefix must be a non-empty name without ':'")

@@ -44,7 +44,7 @@ def hindsight_optimum(day, budget: np.ndarray, replicas: int = 1) -> np.ndarray:
     """R* for each environment of `simulate` (env r * K + k is campaign k), [E] seconds."""
     k = day.campaigns
     budget = np.asarray(budget).reshape(replicas, k)  # [R, K]
-    winnable = np.floor(day.value) > day.price  # winnable at a multiplier of 1
+    winnable = day.winnable
     charge = day.charge
     out = np.zeros((replicas, k))
     for c in range(k):

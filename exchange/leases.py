@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
 
-from exchange.bank import BankError, BudgetBank, LeaseRequest
+from exchange.bank import BankError, BudgetBank, LeaseRequest, holder_id
 from exchange.state import CampaignState
 
 log = logging.getLogger("attnx.leases")
@@ -50,7 +48,7 @@ class LeaseKeeper:
         self.state, self.bank = state, bank
         self.ledger_spend = ledger_spend
         self.epoch: str | None = None  # the bank generation this process's leases belong to
-        self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.me = holder_id(self)
         self.lease_fraction = lease_fraction
         self.refill_interval_s = refill_interval_s
         self.min_lease_micros = min_lease_micros

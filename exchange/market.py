@@ -90,13 +90,25 @@ class Day:
         """What a win costs, micros: the clearing CPM / 1000, as the auction charges."""
         return self.price // 1000  # [N] int64
 
+    @property
+    def winnable(self) -> np.ndarray:
+        """[N] bool: won at a multiplier of 1 (pacing never bids above the aCPM)."""
+        return np.floor(self.value) > self.price
+
     def unpaced_spend(self) -> np.ndarray:
         """Each campaign's spend over the day at multiplier 1 with no budget ([K] micros):
         budgets are set as fractions of it."""
-        won = np.floor(self.value) > self.price
+        won = self.winnable
         return np.bincount(
             self.campaign[won], weights=self.charge[won], minlength=self.campaigns
         ).astype(np.int64)
+
+    def budgets(self, fractions) -> np.ndarray:
+        """Budgets as fractions of the unpaced spend: [B] levels (the same for every
+        campaign) or [B, K] -> [B*K] micros, replica-major as `simulate` takes them."""
+        f = np.asarray(fractions, dtype=np.float64)
+        f = f[:, None] if f.ndim == 1 else f  # [B, 1] or [B, K]
+        return (f * self.unpaced_spend()[None, :]).astype(np.int64).ravel()
 
 
 class Market:

@@ -189,6 +189,14 @@ class DualGradient(_PlanFeedback):
         return 1.0 / (1.0 + self.mu), np.ones(self.n)
 
 
+BASELINES: dict[str, type[PerCampaign]] = {
+    "none": NoPacing,
+    "throttle": Throttle,
+    "pid": PID,
+    "dual": DualGradient,
+}  # by name, with their tuned defaults; "rl" (below) needs its policy file
+
+
 # --- the learned policy ---------------------------------------------------------------
 
 FEATURES = 10

@@ -18,26 +18,17 @@ from tqdm import tqdm
 from exchange.hindsight import hindsight_optimum
 from exchange.market import BUDGET_FRACTIONS, EVAL_SEED_BASE, Episode, Market, simulate
 from exchange.pacers import (
+    BASELINES,
     DEFAULT_POLICY,
-    PID,
-    DualGradient,
-    NoPacing,
     Pacer,
     PolicyPacer,
-    Throttle,
 )
 
 
 def methods(policy: Path = DEFAULT_POLICY) -> dict[str, Callable[[], Pacer]]:
     """Every method by name; the baselines' gains are their tuned defaults."""
     PolicyPacer.load(policy)  # fail here, before any day is played
-    return {
-        "none": NoPacing,
-        "throttle": Throttle,
-        "pid": PID,
-        "dual": DualGradient,
-        "rl": lambda: PolicyPacer.load(policy),
-    }
+    return {**BASELINES, "rl": lambda: PolicyPacer.load(policy)}
 
 
 @dataclass(frozen=True)
@@ -98,8 +89,7 @@ def evaluate(
     for i in tqdm(range(days), "held-out days", disable=not progress):
         day = market.day(EVAL_SEED_BASE + i)
         k = day.campaigns
-        unpaced = day.unpaced_spend()
-        budget = np.concatenate([(f * unpaced).astype(np.int64) for f in fractions])  # [B*K]
+        budget = day.budgets(fractions)  # [B*K]
         rstar = np.maximum(hindsight_optimum(day, budget, b), 1e-9)
         episodes: dict[str, Episode] = {}
         for name, make in pacers.items():

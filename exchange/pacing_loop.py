@@ -23,15 +23,12 @@ import numpy as np
 
 from exchange.config import ConfigError, PacingConfig
 from exchange.pacers import (
+    BASELINES,
     DEFAULT_POLICY,
-    PID,
     SECONDS_PER_DAY,
-    DualGradient,
-    NoPacing,
     Observation,
     Pacer,
     PolicyPacer,
-    Throttle,
     traffic_share,
 )
 from exchange.pacing_shared import SharedPacing, by_slot
@@ -51,9 +48,7 @@ def make_pacer(config: PacingConfig) -> Pacer:
                 f"config.pacing.policy: cannot load a pacing policy from {directory}: {exc} "
                 "(write one with `attnx pacing train`)"
             ) from None
-    return {"dual": DualGradient, "pid": PID, "throttle": Throttle, "none": NoPacing}[
-        config.method
-    ]()
+    return BASELINES[config.method]()
 
 
 @dataclass(frozen=True)

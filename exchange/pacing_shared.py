@@ -14,13 +14,12 @@ multipliers (the leases still bound its spend).
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from dataclasses import replace
 
 import numpy as np
 import orjson
 
+from exchange.bank import holder_id
 from exchange.pacers import Observation
 
 REPORT_TTL_S = 3600
@@ -34,7 +33,7 @@ class SharedPacing:
         self.prefix = prefix
         self.interval_s = interval_s
         self.settle_s = min(2.0, interval_s / 4) if settle_s is None else settle_s
-        self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.me = holder_id(self)
 
     def _key(self, *parts: object) -> str:
         return ":".join([self.prefix, "pacing", *map(str, parts)])

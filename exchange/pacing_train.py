@@ -92,15 +92,10 @@ def unflatten(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarra
     return out
 
 
-def _budgets(day: Day, fractions: np.ndarray) -> np.ndarray:
-    """[B, K] fractions of each campaign's unpaced spend -> [B*K] micros (replica-major)."""
-    return (fractions * day.unpaced_spend()[None, :]).astype(np.int64).ravel()
-
-
 def score(day: Day, fractions: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
     """Mean R / R* of each of P policies over the day's campaigns × budget fractions [B, K]."""
     p, b = len(weights[0]), len(fractions)
-    budget = _budgets(day, fractions)  # [B*K]
+    budget = day.budgets(fractions)  # [B*K]
     rstar = np.maximum(hindsight_optimum(day, budget, b), 1e-9)  # [B*K]
     episode = simulate(day, np.tile(budget, p), PolicyPacer(weights), replicas=p * b)
     ratio = episode.bought.reshape(p, -1) / rstar[None, :]  # [P, B*K]

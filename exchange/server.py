@@ -75,7 +75,7 @@ async def _start_http(
     return http, task, http.servers[0].sockets[0].getsockname()[1]
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -121,7 +121,7 @@ async def serve(config: Config, ports_file: Path | None = None, reuse_port: bool
             exchange.auction.settings.notice_url,
         )
         if ports_file is not None:
-            _write_atomically(ports_file, orjson.dumps({"grpc": grpc_port, "http": http_port}))
+            write_atomically(ports_file, orjson.dumps({"grpc": grpc_port, "http": http_port}))
         await stop.wait()
     finally:
         log.info("stopping: draining calls for up to %.0f s", GRACE_SECONDS)

@@ -27,7 +27,7 @@ import orjson
 
 from exchange.config import Config, ConfigError
 from exchange.db import Database
-from exchange.server import _write_atomically, reuse_port_socket
+from exchange.server import reuse_port_socket, write_atomically
 
 log = logging.getLogger("attnx.workers")
 
@@ -115,7 +115,7 @@ def run_workers(config: Config, workers: int, ports_file: Path | None = None) ->
         ports = orjson.loads(ready[0].read_bytes())
         log.info("%d workers listening: gRPC %d, HTTP %d", workers, ports["grpc"], ports["http"])
         if ports_file is not None:
-            _write_atomically(ports_file, orjson.dumps(ports))
+            write_atomically(ports_file, orjson.dumps(ports))
         reported: set[str] = set()
         while any(p.is_alive() for p in processes):
             for p in processes:

@@ -289,3 +289,16 @@ def redis_target() -> Iterator[RedisTarget]:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
         client.close()
+
+
+NOON = 20_000 * 86_400 + 12 * 3600.0  # a fixed UTC noon, for tests that set the time
+
+
+class Clock:
+    """A settable clock (unix seconds) for the state and the pacing loop."""
+
+    def __init__(self, now: float = NOON) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -24,18 +24,8 @@ from exchange.db import Database
 from exchange.leases import LeaseKeeper
 from exchange.state import SECONDS_PER_DAY, CampaignState, utc_day
 from protos.attnx.v1 import admin_pb2
-from tests.conftest import RedisTarget
+from tests.conftest import Clock, RedisTarget
 from tests.test_server_grpc import TIMEOUT, admin_stub, bid_request, exchange_stub, mega_campaign
-
-NOON = 20_000 * SECONDS_PER_DAY + 12 * 3600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOON
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def leased_state(

@@ -61,7 +61,7 @@ def _columns(day: Day) -> dict[str, np.ndarray]:
 
 
 def _winnable(day: Day) -> np.ndarray:
-    return np.floor(day.value) > day.price  # [N] won at a multiplier of 1
+    return day.winnable  # [N] won at a multiplier of 1
 
 
 # --- pacers for the replay: the shipped ones, and adversarial ones ---------------------

@@ -19,19 +19,11 @@ from exchange.pacers import DEFAULT_POLICY, DualGradient, NoPacing, PolicyPacer,
 from exchange.pacing_loop import PacingLoop, make_pacer
 from exchange.state import SECONDS_PER_DAY, CampaignState
 from protos.attnx.v1 import admin_pb2
+from tests.conftest import Clock
 from tests.test_auction import Harness, campaign, request
 from tests.test_server_grpc import TIMEOUT, admin_stub, bid_request, exchange_stub, mega_campaign
 
-NOON = 20_000 * SECONDS_PER_DAY + 12 * 3600.0  # a fixed UTC noon
 LOW = 0.05  # far below any method's starting multiplier: pacing must have acted
-
-
-class Clock:
-    def __init__(self, now: float = NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def state_with(budgets: list[int], clock: Clock) -> CampaignState:

@@ -10,18 +10,8 @@ import numpy as np
 from exchange.pacers import DualGradient, Observation
 from exchange.pacing_loop import PacingLoop
 from exchange.pacing_shared import SharedPacing
-from exchange.state import SECONDS_PER_DAY, CampaignState
-from tests.conftest import RedisTarget
-
-NOON = 20_000 * SECONDS_PER_DAY + 12 * 3600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOON
-
-    def __call__(self) -> float:
-        return self.now
+from exchange.state import CampaignState
+from tests.conftest import Clock, RedisTarget
 
 
 class Recording(DualGradient):

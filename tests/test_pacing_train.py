@@ -45,7 +45,7 @@ def tiny_run(out: Path) -> Path:
 def test_a_zero_residual_policy_is_exactly_the_dual_controller(market: Market):
     """Training starts from the best baseline: an untrained policy must be it."""
     day = market.day(1)
-    budget = np.concatenate([(f * day.unpaced_spend()).astype(np.int64) for f in BUDGET_FRACTIONS])
+    budget = day.budgets(BUDGET_FRACTIONS)
     policy = Policy(hidden=8)
     weights = unflatten(policy.flat().double().numpy()[None], policy.shapes())
     dual = simulate(day, budget, DualGradient(), replicas=len(BUDGET_FRACTIONS))

@@ -54,6 +54,7 @@ class LeaseKeeper:
         self.min_lease_micros = min_lease_micros
         self._returns: dict[tuple[int, str], int] = defaultdict(int)  # (day, campaign) -> micros
         self.failures = 0  # refills failed in a row
+        self._half: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))  # (version, [S])
 
     def lease_size(self, slots: np.ndarray) -> np.ndarray:
         """[C] micros per lease: a share of the daily budget, but never less than the
@@ -70,9 +71,12 @@ class LeaseKeeper:
         leased here already ([C] int64)."""
         st = self.state
         n = len(st.slots)
-        slots = np.arange(n)
-        low = st.limit[:n] - st.spent[:n] < self.lease_size(slots) // 2
-        return np.flatnonzero(low & (st.budget[:n] > 0) & (st.limit[:n] < st.budget[:n]))
+        if self._half[0] != st.budgets_changed:  # half a lease per slot, 0 without a budget
+            half = np.where(st.budget[:n] > 0, self.lease_size(np.arange(n)) // 2, 0)
+            self._half = (st.budgets_changed, half)
+        limit = st.limit[:n]
+        low = limit - st.spent[:n] < self._half[1]
+        return np.flatnonzero(low & (limit < st.budget[:n]))
 
     def give_back(self, campaign_id: str, day: int, micros: int) -> None:
         """Queue budget for the bank (sent with the next refill)."""

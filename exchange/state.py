@@ -29,6 +29,7 @@ class CampaignState:
     def __init__(self, capacity: int = 1024, clock=time.time, leased: bool = False) -> None:
         self._clock = clock
         self.leased = leased
+        self.budgets_changed = 0  # bumped by set_budget: caches derived from budgets refresh
         self.day = utc_day(clock())
         self.budget = np.zeros(capacity, dtype=np.int64)  # [S] daily budget, micros
         self.limit = np.zeros(capacity, dtype=np.int64)  # [S] spendable here today, micros
@@ -66,6 +67,7 @@ class CampaignState:
     def set_budget(self, slot: int, daily_budget_micros: int, acpm_micros: int) -> None:
         self.budget[slot] = daily_budget_micros
         self.acpm[slot] = acpm_micros
+        self.budgets_changed += 1
         if not self.leased:
             self.limit[slot] = daily_budget_micros
 

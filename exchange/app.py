@@ -89,6 +89,7 @@ class Exchange:
             Path(config.store.journal),
             on_release=self._give_back,
             settings=st,
+            stream=(config.state.url, config.state.prefix) if shared else None,
         )
         self.settlement.start()  # books what the journal holds beyond the ledger first
         with db.connect() as conn:

@@ -1,6 +1,7 @@
 """`attnx`: serve the exchange, send a bid request, manage campaigns.
 
 attnx serve [--config attnx.toml] [--grpc HOST:PORT] [--http HOST:PORT] [--workers N]
+attnx settle --config attnx.toml [--workers M]  # book the trade stream (shared state)
 attnx example                       # print an example OpenRTB request (JSON)
 attnx bid --example | --file F      # send one over gRPC, print the response
 attnx campaigns list | get ID | pause ID | resume ID | upsert FILE
@@ -17,8 +18,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from exchange.config import Config
+    from exchange.ledger_worker import LedgerWorkers
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -40,15 +46,60 @@ def _serve(args: argparse.Namespace) -> None:
             overrides.setdefault(section, {})[key] = value
     try:
         config = load_config(args.config, **overrides)
-        if args.workers != 1:
-            from exchange.workers import run_workers
+        ledger_workers = _start_ledger_workers(config, config.settlement.ledger_workers)
+        try:
+            if args.workers != 1:
+                from exchange.workers import run_workers
 
-            sys.exit(run_workers(config, args.workers, args.ports_file))
-        run(config, args.ports_file)
+                sys.exit(run_workers(config, args.workers, args.ports_file))
+            run(config, args.ports_file)
+        finally:  # after the bid servers: their last trades are in the stream
+            if ledger_workers is not None:
+                ledger_workers.stop()
     except (ConfigError, BadRequest, OSError) as exc:
         sys.exit(f"attnx: {exc}")
     except KeyboardInterrupt:
         pass
+
+
+def _start_ledger_workers(config: Config, count: int) -> LedgerWorkers | None:
+    """With shared state, the ledger workers that book the trade stream (None without)."""
+    if config.state.url == "memory" or count == 0:
+        return None
+    from exchange.db import Database
+    from exchange.ledger_worker import LedgerWorkers, worker_args
+
+    Database(config.store.url).migrate()
+    s = config.state
+    workers = LedgerWorkers(
+        worker_args(config.store.url, s.url, s.prefix, config.settlement.claim_idle_ms), count
+    )
+    workers.start()
+    return workers
+
+
+def _settle(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from exchange.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        sys.exit(f"attnx: {exc}")
+    if config.state.url == "memory":
+        sys.exit('attnx settle books the trade stream: set [state] url = "redis://host:6379/0"')
+    if args.workers < 1:
+        sys.exit("attnx: --workers must be at least 1")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    workers = _start_ledger_workers(config, args.workers)
+    print(f"{args.workers} ledger workers booking {config.state.url} into {config.store.url}; "
+          "Ctrl-C drains and stops them", file=sys.stderr)  # fmt: skip
+    stop.wait()
+    workers.stop()
 
 
 def _db_url(db: str | None) -> str | None:
@@ -332,6 +383,13 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--ports-file", type=Path, help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
+
+    settle = sub.add_parser(
+        "settle", help="book the trade stream into the ledger (shared state: Redis)"
+    )
+    settle.add_argument("--config", type=Path, help="TOML file with [state] and [store]")
+    settle.add_argument("--workers", type=int, default=1, help="ledger worker processes (1)")
+    settle.set_defaults(func=_settle)
 
     example = sub.add_parser("example", help="print an example OpenRTB 2.6 bid request")
     example.set_defaults(func=_example)

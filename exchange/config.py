@@ -55,6 +55,10 @@ class SettlementConfig:
     queue: int = 10_000  # ledger writer queue (items: journal groups, notices)
     sync_window_ms: float = 1.0  # at most one journal sync per window (a bid waits for it)
     commit_interval_ms: float = 20.0  # at most one ledger commit per interval
+    # With shared state ([state] url = redis://), trades reach the ledger through the trade
+    # stream: `attnx serve` starts this many ledger workers (0: run `attnx settle` elsewhere).
+    ledger_workers: int = 1
+    claim_idle_ms: int = 10_000  # a worker's unacknowledged trades are taken over after this
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,10 @@ def _check(config: Config) -> Config:
     st = config.settlement
     if not 0 <= st.sync_window_ms <= 100:  # every bid waits for its sync
         raise ConfigError("config.settlement.sync_window_ms must be from 0 to 100")
+    if not 0 <= st.ledger_workers <= 64:
+        raise ConfigError("config.settlement.ledger_workers must be from 0 to 64")
+    if not 100 <= st.claim_idle_ms <= 3_600_000:
+        raise ConfigError("config.settlement.claim_idle_ms must be from 100 to 3600000")
     if not 0 <= st.commit_interval_ms <= 10_000:
         raise ConfigError("config.settlement.commit_interval_ms must be from 0 to 10000")
     backends = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "baseline")

@@ -78,7 +78,9 @@ class Database:
 class Connection(ABC):
     """One connection with `?` queries; `transaction()` commits or rolls back as a whole."""
 
-    for_update = ""  # row locks where the database has them
+    for_update = ""  # row locks where the database has them (SQLite locks the whole file)
+    for_share = ""
+    skip_locked = ""  # rows another transaction holds are passed over, not waited for
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
@@ -162,6 +164,8 @@ class SqliteConnection(Connection):
 
 class PostgresConnection(Connection):
     for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, raw) -> None:
         self.raw = raw

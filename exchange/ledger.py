@@ -105,8 +105,10 @@ def write_step(conn: Connection, step: Step, kind: str, detail: str, now_ns: int
 
 
 def due_trades(conn: Connection, now_ns: int, limit: int) -> list[Trade]:
-    """Pending trades past their expiry, oldest first."""
+    """Pending trades past their expiry, oldest first, locked: settlers sharing a ledger
+    each void a different part, never the same trade twice."""
     q = f"{_SELECT} WHERE state = ? AND expires_ns <= ? ORDER BY expires_ns LIMIT ?"
+    q += conn.skip_locked
     return [from_row(r) for r in conn.rows(q, (State.PENDING.value, now_ns, limit))]
 
 
@@ -128,6 +130,53 @@ def set_journal_mark(conn: Connection, journal_id: str, seq: int) -> None:
         "ON CONFLICT (journal) DO UPDATE SET seq = excluded.seq",
         (journal_id, seq),
     )
+
+
+def ensure_journal_mark(conn: Connection, journal_id: str) -> int:
+    """The journal's mark, creating its row (0) so that stream bookers can lock it."""
+    conn.execute(
+        "INSERT INTO journal_marks VALUES (?, 0) ON CONFLICT (journal) DO NOTHING", (journal_id,)
+    )
+    return journal_mark(conn, journal_id)
+
+
+def claim_records(conn: Connection, records: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Of these (journal, seq) records from the trade stream, the ones never booked before,
+    claimed in this transaction: a record delivered twice (a reclaimed entry, a re-shipped
+    journal) is booked once. A record at or below its journal's mark was booked and
+    compacted away; the mark's row is share-locked so compaction cannot slip in between."""
+    journals = sorted({journal for journal, _ in records})
+    marks = {}
+    for journal in journals:  # in one order: two bookers never wait on each other in a cycle
+        q = f"SELECT seq FROM journal_marks WHERE journal = ?{conn.for_share}"
+        row = conn.one(q, (journal,))
+        marks[journal] = 0 if row is None else int(row[0])
+    fresh = sorted({(j, s) for j, s in records if s > marks[j]})
+    claimed: set[tuple[str, int]] = set()
+    for i in range(0, len(fresh), _IN_CHUNK):
+        chunk = fresh[i : i + _IN_CHUNK]
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        q = (
+            f"INSERT INTO stream_booked VALUES {values} "
+            "ON CONFLICT (journal, seq) DO NOTHING RETURNING journal, seq"
+        )
+        claimed.update((j, int(s)) for j, s in conn.rows(q, [x for pair in chunk for x in pair]))
+    return claimed
+
+
+def advance_stream_mark(conn: Connection, journal_id: str, mark: int) -> int:
+    """Move the journal's mark over the records booked from the stream right after it
+    (they may be booked in any order), and forget them: returns the new mark."""
+    q = "SELECT seq FROM stream_booked WHERE journal = ? AND seq > ? ORDER BY seq LIMIT 100000"
+    new = mark
+    for (seq,) in conn.rows(q, (journal_id, mark)):
+        if seq != new + 1:
+            break
+        new = seq
+    if new > mark:
+        set_journal_mark(conn, journal_id, new)
+        conn.execute("DELETE FROM stream_booked WHERE journal = ? AND seq <= ?", (journal_id, new))
+    return new
 
 
 def setting(conn: Connection, key: str, default: str) -> str:

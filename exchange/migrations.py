@@ -109,4 +109,15 @@ MIGRATIONS = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "journal records booked from the trade stream (exactly once, in any order)",
+        (
+            """CREATE TABLE stream_booked (
+                journal TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                PRIMARY KEY (journal, seq)
+            )""",
+        ),
+    ),
 )

@@ -44,11 +44,14 @@ class SettlementClient:
         journal: Path,
         on_release: Callable[[str, int, int], None],
         settings: SettlementConfig | None = None,  # the [settlement] section; None = defaults
+        stream: tuple[str, str] | None = None,  # (Redis URL, prefix): trades to the trade stream
     ) -> None:
         s = settings or SettlementConfig()
         self._args = ["--db", db_url, "--journal", str(journal), "--queue", str(s.queue),
                       "--sweep", str(s.sweep_interval_s), "--sync-window-ms", str(s.sync_window_ms),
                       "--commit-interval-ms", str(s.commit_interval_ms)]  # fmt: skip
+        if stream is not None:
+            self._args += ["--stream", stream[0], "--prefix", stream[1]]
         self.on_release = on_release  # (campaign id, day, micros), on the loop
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None

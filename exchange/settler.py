@@ -36,6 +36,7 @@ from exchange.errors import NotFound
 from exchange.journal import Journal
 from exchange.settlement import Notice, Step
 from exchange.store import Busy, Store
+from exchange.trade_stream import Shipper
 
 log = logging.getLogger("attnx.settler")
 LOCK_WAIT_S = 60.0  # how long a new settler waits for a finishing one
@@ -48,14 +49,21 @@ class Settler:
         db: Database,
         journal_dir: Path,
         sync_window_s: float = 0.0,
+        stream: tuple[str, str] | None = None,  # (Redis URL, prefix): ship to the trade stream
         **store_kw,
     ) -> None:
         self.sock = sock
         self._send_lock = threading.Lock()
         self._lock = _lock_folder(journal_dir)
         self.journal = Journal(journal_dir, sink=self._durable, sync_window_s=sync_window_s)
-        self.store = Store(db, self.journal, on_release=self._release, **store_kw)
+        self.store = Store(
+            db, self.journal, on_release=self._release, stream=stream is not None, **store_kw
+        )
         self.store.recover()
+        self.shipper = None
+        if stream is not None:
+            self.shipper = Shipper(*stream, self.journal, booked_mark=lambda: self.store.mark)
+            self.shipper.start()
         self._base = self.journal.last_seq  # this connection's trades follow it
         self.journal.start()
         self.store.start()
@@ -72,12 +80,18 @@ class Settler:
                 else:
                     self._request(*orjson.loads(payload))
         self.journal.close()
+        if self.shipper is not None:
+            self.shipper.close()
         self.store.close()
 
     def _durable(self, records: list[tuple[int, bytes]]) -> None:
-        """The journal's sink: queue the synced group for the ledger, then acknowledge it
-        (a notice sent after the acknowledgement is queued behind its trade)."""
-        self.store.take_trades(records)
+        """The journal's sink: queue the synced group for the ledger (or the trade stream),
+        then acknowledge it (a notice sent after the acknowledgement is queued behind its
+        trade; with the stream, the trade may still be on its way)."""
+        if self.shipper is not None:
+            self.shipper.take(records)
+        else:
+            self.store.take_trades(records)
         self._send(frames.DURABLE, frames.COUNT.pack(records[-1][0] - self._base))
 
     def _request(self, request_id: int, kind: str, payload) -> None:
@@ -145,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", type=float, required=True, help="expiry sweep interval, s")
     parser.add_argument("--sync-window-ms", type=float, required=True, help="journal sync window")
     parser.add_argument("--commit-interval-ms", type=float, required=True, help="ledger commits")
+    parser.add_argument("--stream", help="Redis URL: ship trades to the trade stream")
+    parser.add_argument("--prefix", default="attnx", help="Redis key prefix")
     args = parser.parse_args(argv)
     # The server owns this process's life: closing the socket means "book everything and
     # exit". A Ctrl-C or a stop signal sent to the whole process group must not cut a
@@ -163,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         max_queue=args.queue,
         sweep_interval_s=args.sweep,
         commit_interval_s=args.commit_interval_ms / 1e3,
+        stream=(args.stream, args.prefix) if args.stream else None,
     )
     settler.run()
 

@@ -75,8 +75,10 @@ class Store:
         sweep_interval_s: float = 1.0,
         commit_interval_s: float = 0.0,
         clock: Callable[[], int] = time.time_ns,
+        stream: bool = False,
     ) -> None:
         self.db = db
+        self.stream = stream  # trades go to the trade stream; ledger workers book them
         self.journal = journal
         self.on_release = on_release  # (campaign id, day, micros): budget back, writer thread
         self.metrics = Metrics()
@@ -88,13 +90,22 @@ class Store:
         self._releases: list[tuple[str, int, int]] = []  # budget back after the commit
         db.migrate()
         self._conn = db.connect()
-        self._mark = ledger.journal_mark(self._conn, journal.journal_id)  # last seq booked
+        with self._conn.transaction():  # the last seq booked (stream bookers lock its row)
+            self._mark = ledger.ensure_journal_mark(self._conn, journal.journal_id)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+
+    @property
+    def mark(self) -> int:
+        """Every journal record up to this seq is in the ledger."""
+        return self._mark
 
     # -- start-up ---------------------------------------------------------------
 
     def recover(self) -> int:
-        """Book what the journal holds beyond the ledger (after a crash). Before start()."""
+        """Book what the journal holds beyond the ledger (after a crash). Before start().
+        (With the trade stream, the shipper sends it to the ledger workers instead.)"""
+        if self.stream:
+            return 0
         records = list(self.journal.replay(self._mark))
         with self._conn.transaction():
             self._book(records)
@@ -204,6 +215,10 @@ class Store:
                         done.append((future, result, None))
                 if sweep:
                     self._expire()
+                    if self.stream:
+                        self._mark = ledger.advance_stream_mark(
+                            self._conn, self.journal.journal_id, self._mark
+                        )
         except BaseException as exc:
             self._mark, self._releases, self._behind = mark, [], True  # the journal still has them
             for future, _, _ in done:
@@ -263,7 +278,7 @@ class Store:
     def _catch_up(self) -> None:
         """Read back from the journal every durable record the ledger lacks."""
         self._behind = False
-        if self.journal.last_seq <= self._mark:
+        if self.stream or self.journal.last_seq <= self._mark:
             return  # nothing durable beyond what is booked
         records = list(self.journal.durable_records(self._mark))
         self.metrics.caught_up += len(records)
@@ -277,8 +292,10 @@ class Store:
             self._catch_up()  # its group may not have been queued
             trade = ledger.load_trade(self._conn, notice.trade_id)
         if trade is None:
+            later = " or not booked yet: retry in a second" if self.stream else ""
             raise NotFound(
-                f'bid "{notice.trade_id}" is not a trade of this exchange (test bids make none)'
+                f'bid "{notice.trade_id}" is not a trade of this exchange{later} '
+                "(test bids make none)"
             )
         step = apply(trade, notice)
         detail = step.message or _notice_detail(notice)

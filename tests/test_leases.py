@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
-import shutil
-import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +20,7 @@ from exchange.db import Database
 from exchange.leases import LeaseKeeper
 from exchange.state import SECONDS_PER_DAY, CampaignState, utc_day
 from protos.attnx.v1 import admin_pb2
-from tests.conftest import Clock, RedisTarget
+from tests.conftest import Clock, PrivateRedis, RedisTarget
 from tests.test_server_grpc import TIMEOUT, admin_stub, bid_request, exchange_stub, mega_campaign
 
 
@@ -243,54 +239,6 @@ def test_two_servers_sharing_budgets_never_spend_past_one(
 
     assert 0.8 * mega.daily_budget_micros < spent <= mega.daily_budget_micros
     assert asyncio.run(leased()) == spent  # every unspent lease came back
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, that it may stop and start again (keeping its
-    data in a folder, as a restarted production Redis would)."""
-
-    def __init__(self, folder: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.folder = folder
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.folder), "--appendonly", "yes", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        pytest.fail("the private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()  # SIGTERM: Redis flushes its append-only file
-            self.process.wait(10)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path):
-    if shutil.which("redis-server") is None:
-        if os.environ.get("ATTNX_CI"):
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_bids_go_on_while_redis_is_down_and_leasing_resumes_when_it_is_back(

@@ -338,16 +338,16 @@ def test_an_old_sqlite_file_is_migrated_and_keeps_its_data(tmp_path):
             "INSERT INTO campaigns VALUES ('c1', '{}', 0);"
         )
     db = Database(f"sqlite:///{path}")
-    assert db.migrate() == [2]
+    assert db.migrate() == [2, 3]
     assert db.migrate() == []
     with db.connect() as conn:
         assert conn.rows("SELECT id FROM legacy_trades") == [("old",)]
         assert conn.rows("SELECT id FROM campaigns") == [("c1",)]
-        assert conn.rows("SELECT version FROM schema_migrations ORDER BY 1") == [(1,), (2,)]
+        assert conn.rows("SELECT version FROM schema_migrations ORDER BY 1") == [(1,), (2,), (3,)]
 
 
 def test_a_fresh_database_gets_every_migration(database):
-    assert database.migrate() == [1, 2]
+    assert database.migrate() == [1, 2, 3]
     assert database.migrate() == []
 
 

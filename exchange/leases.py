@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from exchange.background import stop_if_cancelled
 from exchange.bank import BankError, BudgetBank, LeaseRequest, holder_id
 from exchange.state import CampaignState
 
@@ -167,6 +168,7 @@ class LeaseKeeper:
                 self.failures = 0
                 await asyncio.sleep(self.refill_interval_s)
             except Exception as exc:
+                stop_if_cancelled()
                 self.failures += 1
                 pause = min(MAX_BACKOFF_S, self.refill_interval_s * 2**self.failures)
                 if self.failures == 1 or self.failures % 100 == 0:

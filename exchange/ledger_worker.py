@@ -199,11 +199,10 @@ class LedgerWorker:
                     got = await self.step(await self.read(block_ms=block))
                     idle_reads = 0 if got else idle_reads + 1
                 backoff = BACKOFF_S[0]
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("the trade stream's group is gone (Redis lost its data): recreating")
+            except redis.ResponseError as exc:  # NOGROUP, or UNBLOCKED: the stream is gone
+                log.warning("the trade stream or its group is gone (%s): recreating", exc)
                 await self._retry(self.ensure_group(), backoff)
+                backoff = await _sleep(backoff)
             except (redis.RedisError, OSError) as exc:
                 log.warning("Redis: %s; retrying in %.2f s", exc, backoff)
                 own_pending, backoff = True, await _sleep(backoff)

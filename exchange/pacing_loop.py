@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exchange.background import stop_if_cancelled
 from exchange.config import ConfigError, PacingConfig
 from exchange.pacers import (
     BASELINES,
@@ -177,5 +178,6 @@ class PacingLoop:
             try:
                 await self.tick_async()
             except Exception:
+                stop_if_cancelled()
                 log.exception("pacing tick failed; multipliers left as they were")
             await asyncio.sleep(self.next_delay())

@@ -261,29 +261,33 @@ class MemoryUsers:
 _RECORD = """
 local n = tonumber(ARGV[3])
 if n > 0 then
-  redis.call('LPUSH', KEYS[1], unpack(ARGV, 4, 3 + n))
+  for j = 4, 3 + n, 1000 do  -- unpack() has a limit: push long histories in slices
+    redis.call('LPUSH', KEYS[1], unpack(ARGV, j, math.min(j + 999, 3 + n)))
+  end
   redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
+local function newer(a, b) return tonumber(a) > tonumber(b) end
 local longest = 0
 for i = 4 + n, #ARGV, 4 do
   local campaign, window, keep = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local times, kept = {ARGV[i + 3]}, 0
-  if keep > 0 then
-    local old = redis.call('HGET', KEYS[2], campaign)
-    if old then
-      local colon = string.find(old, ':', 1, true)
-      for t in string.gmatch(string.sub(old, colon + 1), '[^,]+') do
-        if kept == keep then break end
-        kept = kept + 1
-        times[kept + 1] = t
-      end
+  local value = ARGV[i + 3]
+  local old = keep > 0 and redis.call('HGET', KEYS[2], campaign)
+  if old then
+    local times, kept = {}, 0
+    for t in string.gmatch(value, '[^,]+') do times[#times + 1] = t end
+    for t in string.gmatch(string.sub(old, string.find(old, ':', 1, true) + 1), '[^,]+') do
+      if kept == keep then break end
+      kept = kept + 1
+      times[#times + 1] = t
     end
+    table.sort(times, newer)  -- another process may have written newer times first
+    value = table.concat(times, ',')
   end
-  redis.call('HSET', KEYS[2], campaign, ARGV[i + 1] .. ':' .. table.concat(times, ','))
+  redis.call('HSET', KEYS[2], campaign, ARGV[i + 1] .. ':' .. value)
   if window > longest then longest = window end
 end
-if longest > 0 and redis.call('PTTL', KEYS[2]) < longest then
+if longest > 0 then
   redis.call('PEXPIRE', KEYS[2], longest)
 end
 return 1
@@ -518,10 +522,16 @@ class RedisUsers:
                 await self._write(batch[start : start + WRITE_CHUNK_USERS])
             except self._down_errors as exc:
                 self._health.failed(exc)
+                self._requeue(batch[start:])
                 return
-            except BaseException:
+            except asyncio.CancelledError:  # close(): it clears what is left
                 self._requeue(batch[start:])
                 raise
+            except Exception:  # not Redis being down: sending it again would fail again
+                lost = batch[start:]
+                self.dropped += sum(changes.count for _, changes in lost)
+                log.exception("users store: dropped the records of %d users", len(lost))
+                return
         self._health.ok()
         if self._dropping:
             log.warning("users store: %d impressions were dropped in all", self.dropped)
@@ -616,7 +626,8 @@ def _parse_caps(raw: dict[bytes, bytes], now_ms: int) -> dict[str, list[int]]:
     seen = {}
     for campaign_id, value in raw.items():
         window, _, times = value.partition(b":")
-        kept = _unexpired([int(t) for t in times.split(b",")], int(window), now_ms)
+        cutoff = now_ms - int(window)
+        kept = [t for t in map(int, times.split(b",")) if t > cutoff]
         if kept:
             seen[campaign_id.decode()] = kept
     return seen

@@ -326,6 +326,17 @@ def test_two_processes_sharing_redis_see_each_others_records(redis_stores: Store
         expected = UserState([5, 4, 3, 2, 1], {"c": [T0 + 4, T0 + 3, T0 + 2]})
         assert await one.load("u") == expected
         assert await two.load("u") == expected
+        late = redis_stores(clock_ms=clock, flush_interval_s=0.2)
+        clock.now = T0 + 10
+        late.record("u", [shown(6, "c", 3, 60_000)])  # written after a newer one of two's
+        clock.now = T0 + 11
+        two.record("u", [shown(7, "c", 3, 60_000)])
+        await two.flush()
+        await late.flush()
+        # times stay newest first; the history is in the order written
+        assert await one.load("u") == UserState(
+            [6, 7, 5, 4, 3, 2, 1], {"c": [T0 + 11, T0 + 10, T0 + 4]}
+        )
         for t in range(100):  # both at once, without waiting for each other
             one.record("hot", [shown(1000 + t)])
             two.record("hot", [shown(2000 + t)])

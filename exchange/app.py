@@ -36,6 +36,7 @@ from exchange.settlement import Notice, Outcome, Receipt
 from exchange.settlement_client import SettlementClient
 from exchange.signing import NoticeSigner, new_secret
 from exchange.state import CampaignState
+from exchange.users import open_users
 from inference.baseline import BaselineScorer
 from inference.runtime import DEFAULT_MODEL, describe, load_scorer, warm_up_scorer
 from inference.scorer import Scorer
@@ -119,6 +120,8 @@ class Exchange:
             record_trade=self.settlement.record_trade,
             sign=self.signer.sign,
         )
+        # Frequency caps and behaviour histories: in memory, or shared in Redis.
+        self.users = open_users(config.state.url, config.state.prefix, a.history_len)
         p = config.pacing
         self.pacing = PacingLoop(
             self.state,
@@ -180,8 +183,11 @@ class Exchange:
 
     async def bid(self, req: BidRequest, received_ns: int) -> AuctionResult:
         """Run the auction and wait until its trades are durable; only then may the
-        bids be sent. Raises BadRequest for bad input, NotDurable if they could not be."""
-        result = self.auction.run(req, received_ns)
+        bids be sent. Raises BadRequest for bad input, NotDurable if they could not be.
+        The user's caps and history are read first (one batched Redis read when shared)."""
+        user_id = req.user.id if req.user is not None else ""
+        user = await self.users.load(user_id) if user_id else None
+        result = self.auction.run(req, received_ns, user)
         if result.durable is not None:
             try:
                 await result.durable
@@ -189,6 +195,8 @@ class Exchange:
                 for b in result.bids:  # never acknowledged: the budget goes back now
                     self._give_back(b.campaign_id, self.state.day, b.price_cpm_micros // 1000)
                 raise NotDurable(f"{exc}: no bid was made") from exc
+        if result.shown and user_id:
+            self.users.record(user_id, result.shown)  # queued: written off the hot path
         return result
 
     async def notify(self, notice: Notice) -> Receipt:
@@ -235,3 +243,4 @@ class Exchange:
             await self.leases.bank.close()
         if self.pacing.shared is not None:
             await self.pacing.shared.close()
+        await self.users.close()

@@ -23,9 +23,11 @@ import numpy as np
 from exchange.book import CampaignBook
 from exchange.currency import RateTable
 from exchange.features import history_of, placement_of, publisher_key, scoring_batch
+from exchange.frequency import CapCheck
 from exchange.index import CampaignIndex, ImpFilter, size_key
 from exchange.openrtb import AuctionResult, BidRequest, Imp, WonBid
 from exchange.settlement import Trade
+from exchange.users import Impression, UserState
 from exchange.validate import validate
 from inference.scorer import Placement, Scorer
 from kernels import pricing
@@ -95,7 +97,9 @@ class Auction:
         self.sign = sign
         self._rng = np.random.default_rng()  # throttling's draws
 
-    def run(self, req: BidRequest, received_ns: int) -> AuctionResult:
+    def run(
+        self, req: BidRequest, received_ns: int, user: UserState | None = None
+    ) -> AuctionResult:
         """Run one request's auction. Raises BadRequest for invalid input.
 
         `received_ns` is `time.perf_counter_ns()` when the request arrived; the
@@ -123,13 +127,17 @@ class Auction:
             badv=req.badv,
             bapp=req.bapp,
         )
-        history, history_len = history_of(req, self.settings.history_len)
-        hour = int(time.time() // 3600 % 24)
+        history, history_len = history_of(req, user, self.settings.history_len)
+        now = time.time()
+        hour = int(now // 3600 % 24)
+        caps = CapCheck(index, user, int(now * 1000))
 
         wins: list[_Win] = []
+        shown: list[Impression] = []
         had_candidates = False
         for imp in req.imp:
             rows = index.candidates(request_filter, self._imp_filter(index, imp))  # [C]
+            rows = caps.allowed(rows)  # frequency caps: [C'] of [C]
             if rows.size == 0:
                 continue
             had_candidates = True
@@ -149,6 +157,8 @@ class Auction:
                 state.wins[win.slot] += 1
                 state.won_seconds[win.slot] += win.seconds
             wins.append(win)
+            item = self.scorer.history_item(int(index.ad[win.row]))
+            shown.append(caps.shown(index.entries[index.campaign[win.row]].id, item))
 
         if deadline_ns is not None and time.perf_counter_ns() > deadline_ns:
             for win in wins if billable else ():
@@ -163,7 +173,8 @@ class Auction:
         publisher, now_ns = publisher_key(req), time.time_ns()
         settled = [self._settle(index, req, cur, day, publisher, now_ns, w) for w in wins]
         durable = settled[-1][1]  # the journal keeps order: the last trade's sync covers all
-        return AuctionResult(req.id, cur, [bid for bid, _ in settled], durable=durable)
+        bids = [bid for bid, _ in settled]
+        return AuctionResult(req.id, cur, bids, durable=durable, shown=shown if billable else [])
 
     @staticmethod
     def _imp_filter(index: CampaignIndex, imp: Imp) -> ImpFilter:

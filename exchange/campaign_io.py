@@ -14,13 +14,21 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
+from exchange.campaigns import (
+    MAX_CAP_WINDOW_S,
+    Campaign,
+    Creative,
+    CreativeKind,
+    FrequencyCap,
+    Targeting,
+)
 from exchange.errors import BadRequest
 from protos.attnx.v1 import admin_pb2
 
@@ -56,9 +64,11 @@ _CAMPAIGN_KEYS = (
     "daily_budget",
     "targeting",
     "creatives",
+    "frequency_cap",
 )
 _CREATIVE_KEYS = ("id", "kind", "w", "h", "mime", "duration", "adm", "cat")
 _TARGETING_KEYS = ("cat", "country", "devicetype")
+_CAP_KEYS = ("count", "window_s")
 
 # Raises Inexact instead of rounding, so sub-micro digits can never vanish.
 _EXACT = Context(traps=[Inexact])
@@ -84,6 +94,14 @@ def validate_campaign(c: Campaign, path: str = "campaign") -> None:
     _check_micros(c.acpm_micros, f"{path}.acpm_micros")
     _check_micros(c.daily_budget_micros, f"{path}.daily_budget_micros")
     _validate_targeting(c.targeting, f"{path}.targeting")
+    if c.frequency_cap is not None:
+        cap = c.frequency_cap
+        if not 1 <= cap.count <= 1000:
+            raise BadRequest(f"{path}.frequency_cap.count", "must be from 1 to 1000")
+        if not 1 <= cap.window_s <= MAX_CAP_WINDOW_S:
+            raise BadRequest(
+                f"{path}.frequency_cap.window_s", f"must be from 1 to {MAX_CAP_WINDOW_S} (30 days)"
+            )
 
 
 def _validate_creative(cr: Creative, path: str) -> None:
@@ -180,6 +198,7 @@ def campaign_from_dict(d: object, path: str) -> Campaign:
             _creative_from_dict(item, f"{path}.creatives[{i}]")
             for i, item in enumerate(_read(obj, path, "creatives", _is_list, "a list"))
         ],
+        frequency_cap=_cap_from_dict(obj.get("frequency_cap"), _join(path, "frequency_cap")),
     )
     validate_campaign(campaign, path)
     return campaign
@@ -202,7 +221,18 @@ def campaign_to_dict(c: Campaign) -> dict[str, Any]:
             "devicetype": list(c.targeting.devicetype),
         },
         "creatives": [_creative_to_dict(cr) for cr in c.creatives],
+        **({"frequency_cap": asdict(c.frequency_cap)} if c.frequency_cap else {}),
     }
+
+
+def _cap_from_dict(d: object, path: str) -> FrequencyCap | None:
+    if d is None:
+        return None
+    obj = _object(d, path, _CAP_KEYS)
+    return FrequencyCap(
+        count=_read(obj, path, "count", _is_int, "an integer"),
+        window_s=_read(obj, path, "window_s", _is_int, "an integer"),
+    )
 
 
 def usd_to_micros(amount: object, path: str) -> int:
@@ -448,6 +478,9 @@ def campaign_from_proto(msg: admin_pb2.Campaign) -> Campaign:
         ),
         bundle=msg.bundle,
         paused=msg.paused,
+        frequency_cap=FrequencyCap(msg.frequency_cap.count, msg.frequency_cap.window_s)
+        if msg.HasField("frequency_cap")
+        else None,
     )
     validate_campaign(campaign)
     return campaign
@@ -467,6 +500,11 @@ def campaign_to_proto(c: Campaign) -> admin_pb2.Campaign:
             cat=c.targeting.cat, country=c.targeting.country, devicetype=c.targeting.devicetype
         ),
         paused=c.paused,
+        frequency_cap=admin_pb2.FrequencyCap(
+            count=c.frequency_cap.count, window_s=c.frequency_cap.window_s
+        )
+        if c.frequency_cap
+        else None,
     )
 
 

@@ -36,6 +36,17 @@ class Targeting:
     devicetype: list[int] = field(default_factory=list)  # empty = any device
 
 
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    """At most `count` impressions per user within any `window_s` seconds."""
+
+    count: int
+    window_s: int
+
+
+MAX_CAP_WINDOW_S = 30 * 86_400  # user state is kept for 30 days
+
+
 @dataclass(slots=True)
 class Campaign:
     id: str
@@ -48,3 +59,4 @@ class Campaign:
     targeting: Targeting = field(default_factory=Targeting)
     bundle: str = ""
     paused: bool = False
+    frequency_cap: FrequencyCap | None = None  # None: no cap

@@ -11,6 +11,7 @@ from numba import njit
 
 from exchange.index import CampaignIndex
 from exchange.openrtb import BidRequest, Imp
+from exchange.users import UserState
 from inference.runtime import placement_id
 from inference.scorer import Placement, ScoringBatch
 
@@ -40,9 +41,15 @@ def publisher_key(req: BidRequest) -> str:
     return "dooh:" + (req.dooh.id if req.dooh is not None else "")
 
 
-def history_of(req: BidRequest, length: int) -> tuple[np.ndarray, int]:
-    """The newest `length` items of the user's history, zero-padded. ([L] int32, count)"""
-    items = req.user.history[:length] if req.user is not None else []
+def history_of(req: BidRequest, user: UserState | None, length: int) -> tuple[np.ndarray, int]:
+    """The newest `length` items of the user's history, zero-padded. ([L] int32, count)
+
+    The caller's history (ext.attention.history) when it sends one: it knows the user
+    beyond this exchange. Otherwise what the user store holds: the ads shown here."""
+    items = req.user.history if req.user is not None else []
+    if not items and user is not None:
+        items = user.history
+    items = items[:length]
     history = np.zeros(length, dtype=np.int32)
     history[: len(items)] = items
     return history, len(items)

@@ -138,7 +138,7 @@ class CampaignIndex:
         "kind": np.int8, "size": np.uint32, "width": np.int32, "height": np.int32,
         "mime": np.int32, "duration": np.float32,
         "acpm": np.int64, "devices": np.uint8, "tie": np.uint32, "any_cat": np.bool_,
-        "any_country": np.bool_,
+        "any_country": np.bool_, "capped": np.bool_,  # has a frequency cap
     }  # fmt: skip
     BITSET_ARRAYS: ClassVar[tuple[str, ...]] = ("target_cat", "creative_cat", "target_country")
 
@@ -218,6 +218,7 @@ class CampaignIndex:
                 "mime": self.mime_ids.setdefault(creative.mime, len(self.mime_ids)),
                 "acpm": c.acpm_micros, "devices": devices, "tie": tie_key(c.id),
                 "any_cat": not t.cat, "any_country": not t.country,
+                "capped": c.frequency_cap is not None,
             }  # fmt: skip
             for name, value in values.items():
                 getattr(self, name)[row] = value

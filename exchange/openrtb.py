@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from exchange.users import Impression
 
 DEFAULT_AUCTION_TYPE = 2  # OpenRTB: second price unless `at` says otherwise
 
@@ -175,3 +179,4 @@ class AuctionResult:
     bids: list[WonBid]
     nbr: int = 0  # no-bid reason, set when `bids` is empty
     durable: Awaitable | None = None  # done once the trades are journaled: then answer
+    shown: list[Impression] = field(default_factory=list)  # for the user store, once durable

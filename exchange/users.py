@@ -287,7 +287,7 @@ for i = 4 + n, #ARGV, 4 do
   redis.call('HSET', KEYS[2], campaign, ARGV[i + 1] .. ':' .. value)
   if window > longest then longest = window end
 end
-if longest > 0 then
+if longest > 0 and redis.call('PTTL', KEYS[2]) < longest then
   redis.call('PEXPIRE', KEYS[2], longest)
 end
 return 1

@@ -30,6 +30,9 @@ CLICK_PER_VIEW = np.array([0.0, 0.003, 0.006, 0.01], dtype=np.float32)
 class BaselineScorer:
     name = "baseline"
 
+    def history_item(self, ad: int) -> int:
+        return ad + 1  # the baseline reads no history; 0 is padding
+
     def score(self, batch: ScoringBatch) -> Scores:
         kind = batch.ad_kind  # [C]
         view = self._view_by_kind(batch.placement)  # [4] indexed by kind

@@ -135,6 +135,9 @@ class ModelInputs:
         # Per scorer: a swap warms the new scorer on another thread while this one serves.
         self._exposure_counts = np.zeros(spec.n_items, dtype=np.int32)
 
+    def history_item(self, ad: int) -> int:
+        return ad % self.spec.n_ads + 1  # as _model_feeds maps a candidate ad
+
     def feeds(self, batch: ScoringBatch) -> dict[str, np.ndarray]:
         s, p = self.spec, batch.placement
         ads, exposures, history, context = _model_feeds(
@@ -222,6 +225,9 @@ class OnnxScorer:
     def score(self, batch: ScoringBatch) -> Scores:
         return self.run(self.inputs.feeds(batch))
 
+    def history_item(self, ad: int) -> int:
+        return self.inputs.history_item(ad)
+
 
 class TorchScorer:
     """The trained weights in torch eager: the reference the runtimes are checked against."""
@@ -251,6 +257,9 @@ class TorchScorer:
 
     def score(self, batch: ScoringBatch) -> Scores:
         return self.run(self.inputs.feeds(batch))
+
+    def history_item(self, ad: int) -> int:
+        return self.inputs.history_item(ad)
 
 
 def check_probe(scorer: OnnxScorer | TorchScorer, tolerance: float = PROBE_TOLERANCE) -> None:

@@ -52,3 +52,8 @@ class Scorer(Protocol):
     def score(self, batch: ScoringBatch) -> Scores:
         """Predict attention for every candidate; never does I/O or compiles."""
         ...
+
+    def history_item(self, ad: int) -> int:
+        """The id an exchange ad, once shown, takes in the user's behaviour history: the
+        model's item id for it, so that the model sees the exposure (fatigue)."""
+        ...

@@ -10,13 +10,25 @@ import pytest
 
 from exchange.auction import Auction, AuctionSettings, NoBidReason, trade_id
 from exchange.book import CampaignBook
-from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
+from exchange.campaigns import Campaign, Creative, CreativeKind, FrequencyCap, Targeting
 from exchange.currency import RateTable
 from exchange.errors import BadRequest
 from exchange.index import tie_key
-from exchange.openrtb import Banner, BidRequest, Device, Format, Geo, Imp, Native, Site, Video
+from exchange.openrtb import (
+    Banner,
+    BidRequest,
+    Device,
+    Format,
+    Geo,
+    Imp,
+    Native,
+    Site,
+    User,
+    Video,
+)
 from exchange.signing import NoticeSigner
 from exchange.state import CampaignState
+from exchange.users import UserState
 from inference.scorer import Scores, ScoringBatch
 
 RATES = RateTable({"USD": 1.0, "EUR": 0.5})
@@ -35,6 +47,9 @@ class FixedScorer:
             seconds=np.full(n, SECONDS, np.float32),
             p_click=np.full(n, 0.01, np.float32),
         )
+
+    def history_item(self, ad: int) -> int:
+        return ad + 1
 
 
 def banner(cid: str, w=300, h=250, cat=()) -> Creative:
@@ -269,3 +284,71 @@ def test_a_late_answer_is_a_no_bid_and_releases_its_reservation():
     result = h.auction.run(request(tmax=10), long_ago)
     assert result.nbr == NoBidReason.TMAX_TOO_SHORT
     assert h.trades == [] and h.book.spent_today("a") == 0
+
+
+# --- frequency caps and behaviour histories (the user store's state) ---------------------
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def capped_pair(count: int = 2, window_s: int = 3600) -> Harness:
+    """a outbids b, and a is capped."""
+    return Harness(
+        [campaign("a", 3.0, frequency_cap=FrequencyCap(count, window_s)), campaign("b", 2.0)]
+    )
+
+
+def run_for(h: Harness, user: UserState | None, req: BidRequest | None = None):
+    return h.auction.run(req or request(), time.perf_counter_ns(), user)
+
+
+def test_a_campaign_at_its_cap_sits_out_for_that_user_only():
+    h, t = capped_pair(count=2), now_ms()
+    assert winner(run_for(h, UserState([], {"a": [t - 1_000, t - 2_000]}))) == "b"  # 2 in 1 h
+    assert winner(run_for(h, UserState([], {"a": [t - 1_000]}))) == "a"  # 1 of 2
+    assert winner(run_for(h, UserState([], {}))) == "a"  # another user
+    # The older of the two is outside the hour: the window rolls.
+    assert winner(run_for(h, UserState([], {"a": [t - 1_000, t - 3_601_000]}))) == "a"
+
+
+def test_unknown_caps_keep_capped_campaigns_out_and_no_user_keeps_none_out():
+    h = capped_pair()
+    assert winner(run_for(h, UserState([], {}, known=False))) == "b"  # the store is down
+    assert winner(run_for(h, None)) == "a"  # no user id: nothing to cap by
+
+
+def test_wins_within_one_request_count_against_the_cap():
+    h = capped_pair(count=1)
+    imps = [Imp(id=str(i), banner=Banner(w=300, h=250)) for i in (1, 2)]
+    result = run_for(h, UserState([], {}), request(imp=imps))
+    assert [b.campaign_id for b in result.bids] == ["a", "b"]
+
+
+def test_shown_impressions_carry_the_cap_and_the_ads_history_item():
+    h = capped_pair(count=2, window_s=60)
+    result = run_for(h, UserState([], {}))
+    (impression,) = result.shown
+    assert impression.campaign_id == "a"
+    assert (impression.cap_count, impression.cap_window_ms) == (2, 60_000)
+    assert impression.item == int(h.book.index.ad[h.book.index.rows_of[0][0]]) + 1
+    assert run_for(h, UserState([], {}), request(test=1)).shown == []  # test mode buys nothing
+
+
+class HistoryScorer(FixedScorer):
+    def __init__(self) -> None:
+        self.histories: list[list[int]] = []
+
+    def score(self, batch: ScoringBatch) -> Scores:
+        self.histories.append(batch.history[: batch.history_len].tolist())
+        return super().score(batch)
+
+
+def test_the_callers_history_wins_and_the_stored_one_fills_in_without_it():
+    h = Harness([campaign("a", 3.0)])
+    h.auction.scorer = scorer = HistoryScorer()
+    stored = UserState([7, 5, 3], {})
+    run_for(h, stored, request(user=User(id="u", history=[9, 8])))
+    run_for(h, stored, request(user=User(id="u")))
+    assert scorer.histories == [[9, 8], [7, 5, 3]]

@@ -20,7 +20,7 @@ from exchange.campaign_io import (
     usd_to_micros,
     validate_campaign,
 )
-from exchange.campaigns import Campaign, Creative, CreativeKind, Targeting
+from exchange.campaigns import Campaign, Creative, CreativeKind, FrequencyCap, Targeting
 from exchange.demo import demo_campaigns, main
 from exchange.errors import BadRequest
 from protos.attnx.v1 import admin_pb2
@@ -50,6 +50,7 @@ def make_campaign() -> Campaign:
         daily_budget_micros=500_000_000,
         targeting=Targeting(cat=["IAB1"], country=["USA"], devicetype=[2]),
         bundle="com.velora.app",
+        frequency_cap=FrequencyCap(count=3, window_s=86_400),
     )
 
 
@@ -110,6 +111,14 @@ RULES = [
         'campaign.targeting.country[1] "US" must be an ISO-3166-1 alpha-3 code like "USA"',
     ),
     (_set("targeting.cat", [""]), "campaign.targeting.cat[0] must not be empty"),
+    (
+        _set("frequency_cap", FrequencyCap(0, 60)),
+        "campaign.frequency_cap.count must be from 1 to 1000",
+    ),
+    (
+        _set("frequency_cap", FrequencyCap(2, 0)),
+        "campaign.frequency_cap.window_s must be from 1 to 2592000 (30 days)",
+    ),
 ]
 RULE_IDS = [message for _, message in RULES]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from exchange.users import (
     RedisUsers,
     UserState,
     UserStore,
+    _Changes,
     open_users,
 )
 from tests.conftest import PrivateRedis, RedisTarget
@@ -268,6 +270,57 @@ def test_bad_impressions_name_the_field_and_record_nothing(
 async def flushed_load(users: UserStore, user_id: str) -> UserState:
     await users.flush()
     return await users.load(user_id)
+
+
+def test_records_folded_before_a_write_equal_the_records_one_by_one(stores: Stores):
+    """Random records of capped campaigns (counts that go up and down) and flushes at random
+    points: the store must answer what applying each record in turn gives."""
+    rng = random.Random(5)
+    clock = MsClock()
+
+    async def scenario():
+        users = stores(clock_ms=clock, history_len=4)
+        history: list[int] = []
+        seen: dict[str, list[int]] = {}
+        for step in range(300):
+            clock.now = T0 + step
+            batch = [
+                shown(rng.randint(1, 9), rng.choice("ab"), rng.randint(0, 4), 1_000_000)
+                for _ in range(rng.randint(1, 3))
+            ]
+            users.record("u", batch)
+            for imp in batch:
+                history = [imp.item, *history][:4]
+                if imp.cap_count:
+                    seen[imp.campaign_id] = [clock.now, *seen.get(imp.campaign_id, [])]
+                    del seen[imp.campaign_id][imp.cap_count :]
+            if rng.random() < 0.3:
+                assert await flushed_load(users, "u") == UserState(history, seen), step
+
+    stores.run(scenario)
+
+
+def test_a_failed_write_folded_with_later_records_equals_them_one_by_one():
+    """What a write that failed puts back, followed by what was recorded meanwhile, applied
+    to what Redis holds (as the script does), equals the records applied one by one."""
+    rng = random.Random(11)
+    for case in range(500):
+        stored_items = [rng.randint(1, 9) for _ in range(rng.randint(0, 4))]
+        stored = sorted(rng.sample(range(100), rng.randint(0, 5)), reverse=True)
+        ops = [(1000 + i, rng.randint(1, 9), rng.randint(1, 5)) for i in range(rng.randint(1, 8))]
+        items, times = list(stored_items), list(stored)
+        for t, item, count in ops:
+            items = [item, *items][:4]
+            times = [t, *times][:count]
+        cut = rng.randint(1, len(ops))
+        older, newer = _Changes(4), _Changes(4)
+        for part, changes in ((ops[:cut], older), (ops[cut:], newer)):
+            for t, item, count in part:
+                changes.add([shown(item, "c", count, 10)], t)
+        older.then(newer)
+        cap = older.caps["c"]
+        assert cap.times + stored[: cap.keep] == times, (case, stored, ops, cut)
+        assert [*older.items, *stored_items][:4] == items, (case, stored_items, ops, cut)
 
 
 # --- memory only --------------------------------------------------------------------------

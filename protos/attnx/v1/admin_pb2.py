@@ -24,39 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/attnx/v1/admin.proto\x12\x08\x61ttnx.v1\"\x8c\x01\n\x08\x43reative\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.attnx.v1.CreativeKind\x12\t\n\x01w\x18\x03 \x01(\x05\x12\t\n\x01h\x18\x04 \x01(\x05\x12\x0c\n\x04mime\x18\x05 \x01(\t\x12\x10\n\x08\x64uration\x18\x06 \x01(\x05\x12\x0b\n\x03\x61\x64m\x18\x07 \x01(\t\x12\x0b\n\x03\x63\x61t\x18\x08 \x03(\t\"=\n\tTargeting\x12\x0b\n\x03\x63\x61t\x18\x01 \x03(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x03(\t\x12\x12\n\ndevicetype\x18\x03 \x03(\x05\"\xea\x01\n\x08\x43\x61mpaign\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nadvertiser\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64omain\x18\x03 \x03(\t\x12\x0c\n\x04seat\x18\x04 \x01(\t\x12\x0e\n\x06\x62undle\x18\x05 \x01(\t\x12%\n\tcreatives\x18\x06 \x03(\x0b\x32\x12.attnx.v1.Creative\x12\x13\n\x0b\x61\x63pm_micros\x18\x07 \x01(\x03\x12\x1b\n\x13\x64\x61ily_budget_micros\x18\x08 \x01(\x03\x12&\n\ttargeting\x18\t \x01(\x0b\x32\x13.attnx.v1.Targeting\x12\x0e\n\x06paused\x18\n \x01(\x08\"\x99\x01\n\x0e\x43\x61mpaignStatus\x12$\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x12.attnx.v1.Campaign\x12\x1a\n\x12spent_today_micros\x18\x02 \x01(\x03\x12\x1e\n\x16remaining_today_micros\x18\x03 \x01(\x03\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x11\n\tpass_rate\x18\x05 \x01(\x01\"\x19\n\x0b\x43\x61mpaignRef\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x14ListCampaignsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x15ListCampaignsResponse\x12+\n\tcampaigns\x18\x01 \x03(\x0b\x32\x18.attnx.v1.CampaignStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fGetModelRequest\"1\n\x10SwapModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"K\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\"9\n\x10GetPacingRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xc1\x01\n\x0cPacingStatus\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12\x12\n\ninterval_s\x18\x03 \x01(\x01\x12\x19\n\x11last_tick_unix_ms\x18\x04 \x01(\x03\x12\x14\n\x0clast_tick_us\x18\x05 \x01(\x01\x12+\n\tcampaigns\x18\x06 \x03(\x0b\x32\x18.attnx.v1.CampaignStatus\x12\x17\n\x0fnext_page_token\x18\x07 \x01(\t*z\n\x0c\x43reativeKind\x12\x1d\n\x19\x43REATIVE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43REATIVE_KIND_BANNER\x10\x01\x12\x17\n\x13\x43REATIVE_KIND_VIDEO\x10\x02\x12\x18\n\x14\x43REATIVE_KIND_NATIVE\x10\x03\x32\x9d\x04\n\x05\x41\x64min\x12>\n\x0eUpsertCampaign\x12\x12.attnx.v1.Campaign\x1a\x18.attnx.v1.CampaignStatus\x12>\n\x0bGetCampaign\x12\x15.attnx.v1.CampaignRef\x1a\x18.attnx.v1.CampaignStatus\x12P\n\rListCampaigns\x12\x1e.attnx.v1.ListCampaignsRequest\x1a\x1f.attnx.v1.ListCampaignsResponse\x12@\n\rPauseCampaign\x12\x15.attnx.v1.CampaignRef\x1a\x18.attnx.v1.CampaignStatus\x12\x41\n\x0eResumeCampaign\x12\x15.attnx.v1.CampaignRef\x1a\x18.attnx.v1.CampaignStatus\x12<\n\x08GetModel\x12\x19.attnx.v1.GetModelRequest\x1a\x15.attnx.v1.ModelStatus\x12>\n\tSwapModel\x12\x1a.attnx.v1.SwapModelRequest\x1a\x15.attnx.v1.ModelStatus\x12?\n\tGetPacing\x12\x1a.attnx.v1.GetPacingRequest\x1a\x16.attnx.v1.PacingStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/attnx/v1/admin.proto\x12\x08\x61ttnx.v1\"\x8c\x01\n\x08\x43reative\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.attnx.v1.CreativeKind\x12\t\n\x01w\x18\x03 \x01(\x05\x12\t\n\x01h\x18\x04 \x01(\x05\x12\x0c\n\x04mime\x18\x05 \x01(\t\x12\x10\n\x08\x64uration\x18\x06 \x01(\x05\x12\x0b\n\x03\x61\x64m\x18\x07 \x01(\t\x12\x0b\n\x03\x63\x61t\x18\x08 \x03(\t\"=\n\tTargeting\x12\x0b\n\x03\x63\x61t\x18\x01 \x03(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x03(\t\x12\x12\n\ndevicetype\x18\x03 \x03(\x05\"\x99\x02\n\x08\x43\x61mpaign\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nadvertiser\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64omain\x18\x03 \x03(\t\x12\x0c\n\x04seat\x18\x04 \x01(\t\x12\x0e\n\x06\x62undle\x18\x05 \x01(\t\x12%\n\tcreatives\x18\x06 \x03(\x0b\x32\x12.attnx.v1.Creative\x12\x13\n\x0b\x61\x63pm_micros\x18\x07 \x01(\x03\x12\x1b\n\x13\x64\x61ily_budget_micros\x18\x08 \x01(\x03\x12&\n\ttargeting\x18\t \x01(\x0b\x32\x13.attnx.v1.Targeting\x12\x0e\n\x06paused\x18\n \x01(\x08\x12-\n\rfrequency_cap\x18\x0b \x01(\x0b\x32\x16.attnx.v1.FrequencyCap\"/\n\x0c\x46requencyCap\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x10\n\x08window_s\x18\x02 \x01(\x03\"\x99\x01\n\x0e\x43\x61mpaignStatus\x12$\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x12.attnx.v1.Campaign\x12\x1a\n\x12spent_today_micros\x18\x02 \x01(\x03\x12\x1e\n\x16remaining_today_micros\x18\x03 \x01(\x03\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x11\n\tpass_rate\x18\x05 \x01(\x01\"\x19\n\x0b\x43\x61mpaignRef\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x14ListCampaignsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x15ListCampaignsResponse\x12+\n\tcampaigns\x18\x01 \x03(\x0b\x32\x18.attnx.v1.CampaignStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fGetModelRequest\"1\n\x10SwapModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"K\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\"9\n\x10GetPacingRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xc1\x01\n\x0cPacingStatus\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12\x12\n\ninterval_s\x18\x03 \x01(\x01\x12\x19\n\x11last_tick_unix_ms\x18\x04 \x01(\x03\x12\x14\n\x0clast_tick_us\x18\x05 \x01(\x01\x12+\n\tcampaigns\x18\x06 \x03(\x0b\x32\x18.attnx.v1.CampaignStatus\x12\x17\n\x0fnext_page_token\x18\x07 \x01(\t*z\n\x0c\x43reativeKind\x12\x1d\n\x19\x43REATIVE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43REATIVE_KIND_BANNER\x10\x01\x12\x17\n\x13\x43REATIVE_KIND_VIDEO\x10\x02\x12\x18\n\x14\x43REATIVE_KIND_NATIVE\x10\x03\x32\x9d\x04\n\x05\x41\x64min\x12>\n\x0eUpsertCampaign\x12\x12.attnx.v1.Campaign\x1a\x18.attnx.v1.CampaignStatus\x12>\n\x0bGetCampaign\x12\x15.attnx.v1.CampaignRef\x1a\x18.attnx.v1.CampaignStatus\x12P\n\rListCampaigns\x12\x1e.attnx.v1.ListCampaignsRequest\x1a\x1f.attnx.v1.ListCampaignsResponse\x12@\n\rPauseCampaign\x12\x15.attnx.v1.CampaignRef\x1a\x18.attnx.v1.CampaignStatus\x12\x41\n\x0eResumeCampaign\x12\x15.attnx.v1.CampaignRef\x1a\x18.attnx.v1.CampaignStatus\x12<\n\x08GetModel\x12\x19.attnx.v1.GetModelRequest\x1a\x15.attnx.v1.ModelStatus\x12>\n\tSwapModel\x12\x1a.attnx.v1.SwapModelRequest\x1a\x15.attnx.v1.ModelStatus\x12?\n\tGetPacing\x12\x1a.attnx.v1.GetPacingRequest\x1a\x16.attnx.v1.PacingStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.attnx.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATIVEKIND']._serialized_start=1227
-  _globals['_CREATIVEKIND']._serialized_end=1349
+  _globals['_CREATIVEKIND']._serialized_start=1323
+  _globals['_CREATIVEKIND']._serialized_end=1445
   _globals['_CREATIVE']._serialized_start=42
   _globals['_CREATIVE']._serialized_end=182
   _globals['_TARGETING']._serialized_start=184
   _globals['_TARGETING']._serialized_end=245
   _globals['_CAMPAIGN']._serialized_start=248
-  _globals['_CAMPAIGN']._serialized_end=482
-  _globals['_CAMPAIGNSTATUS']._serialized_start=485
-  _globals['_CAMPAIGNSTATUS']._serialized_end=638
-  _globals['_CAMPAIGNREF']._serialized_start=640
-  _globals['_CAMPAIGNREF']._serialized_end=665
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=667
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=728
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=730
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=823
-  _globals['_GETMODELREQUEST']._serialized_start=825
-  _globals['_GETMODELREQUEST']._serialized_end=842
-  _globals['_SWAPMODELREQUEST']._serialized_start=844
-  _globals['_SWAPMODELREQUEST']._serialized_end=893
-  _globals['_MODELSTATUS']._serialized_start=895
-  _globals['_MODELSTATUS']._serialized_end=970
-  _globals['_GETPACINGREQUEST']._serialized_start=972
-  _globals['_GETPACINGREQUEST']._serialized_end=1029
-  _globals['_PACINGSTATUS']._serialized_start=1032
-  _globals['_PACINGSTATUS']._serialized_end=1225
-  _globals['_ADMIN']._serialized_start=1352
-  _globals['_ADMIN']._serialized_end=1893
+  _globals['_CAMPAIGN']._serialized_end=529
+  _globals['_FREQUENCYCAP']._serialized_start=531
+  _globals['_FREQUENCYCAP']._serialized_end=578
+  _globals['_CAMPAIGNSTATUS']._serialized_start=581
+  _globals['_CAMPAIGNSTATUS']._serialized_end=734
+  _globals['_CAMPAIGNREF']._serialized_start=736
+  _globals['_CAMPAIGNREF']._serialized_end=761
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=763
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=824
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=826
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=919
+  _globals['_GETMODELREQUEST']._serialized_start=921
+  _globals['_GETMODELREQUEST']._serialized_end=938
+  _globals['_SWAPMODELREQUEST']._serialized_start=940
+  _globals['_SWAPMODELREQUEST']._serialized_end=989
+  _globals['_MODELSTATUS']._serialized_start=991
+  _globals['_MODELSTATUS']._serialized_end=1066
+  _globals['_GETPACINGREQUEST']._serialized_start=1068
+  _globals['_GETPACINGREQUEST']._serialized_end=1125
+  _globals['_PACINGSTATUS']._serialized_start=1128
+  _globals['_PACINGSTATUS']._serialized_end=1321
+  _globals['_ADMIN']._serialized_start=1448
+  _globals['_ADMIN']._serialized_end=1989
 # @@protoc_insertion_point(module_scope)

@@ -49,7 +49,7 @@ class Targeting(_message.Message):
     def __init__(self, cat: _Optional[_Iterable[str]] = ..., country: _Optional[_Iterable[str]] = ..., devicetype: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("id", "advertiser", "adomain", "seat", "bundle", "creatives", "acpm_micros", "daily_budget_micros", "targeting", "paused")
+    __slots__ = ("id", "advertiser", "adomain", "seat", "bundle", "creatives", "acpm_micros", "daily_budget_micros", "targeting", "paused", "frequency_cap")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADVERTISER_FIELD_NUMBER: _ClassVar[int]
     ADOMAIN_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class Campaign(_message.Message):
     DAILY_BUDGET_MICROS_FIELD_NUMBER: _ClassVar[int]
     TARGETING_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_CAP_FIELD_NUMBER: _ClassVar[int]
     id: str
     advertiser: str
     adomain: _containers.RepeatedScalarFieldContainer[str]
@@ -70,7 +71,16 @@ class Campaign(_message.Message):
     daily_budget_micros: int
     targeting: Targeting
     paused: bool
-    def __init__(self, id: _Optional[str] = ..., advertiser: _Optional[str] = ..., adomain: _Optional[_Iterable[str]] = ..., seat: _Optional[str] = ..., bundle: _Optional[str] = ..., creatives: _Optional[_Iterable[_Union[Creative, _Mapping]]] = ..., acpm_micros: _Optional[int] = ..., daily_budget_micros: _Optional[int] = ..., targeting: _Optional[_Union[Targeting, _Mapping]] = ..., paused: _Optional[bool] = ...) -> None: ...
+    frequency_cap: FrequencyCap
+    def __init__(self, id: _Optional[str] = ..., advertiser: _Optional[str] = ..., adomain: _Optional[_Iterable[str]] = ..., seat: _Optional[str] = ..., bundle: _Optional[str] = ..., creatives: _Optional[_Iterable[_Union[Creative, _Mapping]]] = ..., acpm_micros: _Optional[int] = ..., daily_budget_micros: _Optional[int] = ..., targeting: _Optional[_Union[Targeting, _Mapping]] = ..., paused: _Optional[bool] = ..., frequency_cap: _Optional[_Union[FrequencyCap, _Mapping]] = ...) -> None: ...
+
+class FrequencyCap(_message.Message):
+    __slots__ = ("count", "window_s")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    window_s: int
+    def __init__(self, count: _Optional[int] = ..., window_s: _Optional[int] = ...) -> None: ...
 
 class CampaignStatus(_message.Message):
     __slots__ = ("campaign", "spent_today_micros", "remaining_today_micros", "multiplier", "pass_rate")

@@ -5,8 +5,9 @@ the Redis-backed state adds to the round trip.
 
 Workload: real `attnx serve` processes (the shipped model on ONNX Runtime, the 400 demo
 campaigns, a SQLite ledger and journals in a temporary folder) in three set-ups, one
-after another: 1 process with in-memory budgets, 1 process spending from Redis leases
-(`[state] url = redis://127.0.0.1:6379/13`), and `--workers 2` on Redis. A load
+after another: 1 process with in-memory state, 1 process with its state in Redis
+(`[state] url = redis://127.0.0.1:6379/13`: budget leases, the user store read once per
+request, the trade stream and its ledger worker), and `--workers 2` on Redis. A load
 generator in its own process (grpc.aio, pre-encoded requests, every request a new
 id, so every win is a new trade) keeps `--concurrency` calls in flight for
 `--seconds` to measure saturation RPS, then 2 in flight for the same time to measure
@@ -61,16 +62,19 @@ def running_server(folder: Path, *args: str):
 
 
 def _requests(n: int) -> list[bytes]:
-    """n example requests with distinct ids, protobuf-encoded once, before timing."""
+    """n example requests with distinct ids, from 50k users, protobuf-encoded once."""
     from google.protobuf import json_format
 
     from exchange.example import example_request
     from protos.attnx.v1 import openrtb_pb2
 
+    def request(i: int) -> dict:
+        body = example_request(f"load-{os.getpid()}-{i}")
+        body["user"]["id"] = f"user-{i % 50_000}"  # each read from the user store
+        return body
+
     return [
-        json_format.ParseDict(
-            example_request(f"load-{os.getpid()}-{i}"), openrtb_pb2.BidRequest()
-        ).SerializeToString()
+        json_format.ParseDict(request(i), openrtb_pb2.BidRequest()).SerializeToString()
         for i in range(n)
     ]
 

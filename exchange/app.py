@@ -17,6 +17,7 @@ import orjson
 
 from exchange import ledger
 from exchange.auction import Auction, AuctionSettings
+from exchange.background import stop_if_cancelled
 from exchange.bank import open_bank
 from exchange.book import CampaignBook
 from exchange.campaign_io import campaign_from_dict, campaign_to_dict, load_campaigns
@@ -44,6 +45,7 @@ from inference.scorer import Scorer
 log = logging.getLogger("attnx")
 
 WARM_UP_AUCTIONS = 200
+SYNC_OVERLAP_NS = 5_000_000_000  # campaign changes are read again for 5 s (clock skew)
 
 
 def campaign_set(config: Config, saved: list[str]) -> list[Campaign]:
@@ -174,12 +176,45 @@ class Exchange:
         pacing loop and the lease keeper on the running loop."""
         await self.settlement.attach()
         self._tasks = [asyncio.create_task(self.pacing.run(), name="pacing")]
+        if self.config.state.url != "memory":  # Admin changes made on other servers
+            self._tasks.append(asyncio.create_task(self._follow_campaigns(), name="campaigns"))
         if self.leases is not None:
             try:
                 await self.leases.refill()
             except Exception as exc:  # bidding starts as leases arrive
                 log.warning("no budget leases yet (%s): retrying in the background", exc)
             self._tasks.append(asyncio.create_task(self.leases.run(), name="leases"))
+
+    async def _follow_campaigns(self) -> None:
+        """Apply the campaign changes other bid servers saved (Admin calls reach one
+        server): the shared database is the record, read every `campaign_sync_s`.
+        Changes from a little before the last one seen are read again (clocks of
+        different machines differ); applying an unchanged campaign changes nothing."""
+        seen_ns = time.time_ns()
+        while True:
+            await asyncio.sleep(self.config.state.campaign_sync_s)
+            try:
+                rows = await asyncio.to_thread(self._saved_since, seen_ns - SYNC_OVERLAP_NS)
+            except Exception as exc:
+                stop_if_cancelled()
+                log.warning("could not read campaign changes (%s); retrying", exc)
+                continue
+            for campaign_id, body, updated_ns in rows:
+                try:
+                    campaign = campaign_from_dict(orjson.loads(body), f"campaigns[{campaign_id}]")
+                except Exception as exc:  # saved through validation: only a foreign writer
+                    log.error("saved campaign %s cannot be applied: %s", campaign_id, exc)
+                    continue
+                entry = self.book.index.entry_of.get(campaign_id)
+                if entry is None or self.book.index.entries[entry] != campaign:
+                    self.book.upsert(campaign)
+                    log.info("campaign %s changed on another server: applied", campaign_id)
+                seen_ns = max(seen_ns, updated_ns)
+
+    def _saved_since(self, since_ns: int) -> list[tuple[str, str, int]]:
+        with Database(self.config.store.url).connect() as conn:
+            q = "SELECT id, body, updated_ns FROM campaigns WHERE updated_ns > ? ORDER BY 3"
+            return conn.rows(q, (since_ns,))
 
     async def bid(self, req: BidRequest, received_ns: int) -> AuctionResult:
         """Run the auction and wait until its trades are durable; only then may the

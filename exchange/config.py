@@ -75,6 +75,7 @@ class StateConfig:
     prefix: str = "attnx"  # Redis key namespace: one Redis can serve several exchanges
     lease_fraction: float = 0.01  # a budget lease: this share of the daily budget
     refill_interval_ms: float = 10.0  # how often leases running low are topped up
+    campaign_sync_s: float = 1.0  # how often a server picks up others' Admin changes
 
 
 PACING_METHODS = ("rl", "dual", "pid", "throttle", "none")
@@ -203,6 +204,8 @@ def _check(config: Config) -> Config:
         raise ConfigError("config.state.prefix must be a non-empty name without ':'")
     if not 0 < config.state.lease_fraction <= 1:
         raise ConfigError("config.state.lease_fraction must be in (0, 1]")
+    if not 0.05 <= config.state.campaign_sync_s <= 3600:
+        raise ConfigError("config.state.campaign_sync_s must be from 0.05 to 3600 seconds")
     if not 1 <= config.state.refill_interval_ms <= 10_000:
         raise ConfigError("config.state.refill_interval_ms must be from 1 to 10000")
     if config.pacing.method not in PACING_METHODS:

@@ -135,6 +135,14 @@ class Exchange:
         )
         self._tasks: list[asyncio.Task] = []
 
+    async def shared_spend(self) -> dict[str, int] | None:
+        """With shared state, today's spend of every server, as the ledger has booked it
+        (trades still in the trade stream arrive within moments); None for one process,
+        whose own reservations are the whole spend."""
+        if self.leases is None:
+            return None
+        return await asyncio.to_thread(self._ledger_spend, self.state.day)
+
     def _ledger_spend(self, day: int) -> dict[str, int]:
         """Each campaign's spend booked for `day` (rebuilding an emptied budget bank)."""
         with Database(self.config.store.url).connect() as conn:

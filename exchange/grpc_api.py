@@ -82,10 +82,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
 
-    def _status(self, campaign: Campaign) -> admin_pb2.CampaignStatus:
+    def _status(
+        self, campaign: Campaign, shared_spend: dict[str, int] | None
+    ) -> admin_pb2.CampaignStatus:
         state = self.exchange.state
         slot = state.slot(campaign.id)
-        spent = int(state.spent[slot])
+        # One process: its own reservations are the whole spend; else the ledger's figure.
+        spent = int(state.spent[slot]) if shared_spend is None else shared_spend.get(campaign.id, 0)
         return admin_pb2.CampaignStatus(
             campaign=campaign_to_proto(campaign),
             spent_today_micros=spent,
@@ -94,39 +97,41 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             pass_rate=float(state.pass_rate[slot]),
         )
 
-    def _page(self, size: int, after: str) -> tuple[list[admin_pb2.CampaignStatus], str]:
+    async def _page(self, size: int, after: str) -> tuple[list[admin_pb2.CampaignStatus], str]:
         """One page of campaigns in id order after the token, and the next token."""
         if not 0 < size <= MAX_PAGE:
             raise BadRequest("request.page_size", f"must be between 1 and {MAX_PAGE}")
         page = [c for c in self.exchange.book.all() if c.id > after][: size + 1]
         more = len(page) > size
         page = page[:size]
-        return [self._status(c) for c in page], page[-1].id if more else ""
+        spend = await self.exchange.shared_spend()
+        return [self._status(c, spend) for c in page], page[-1].id if more else ""
 
     async def UpsertCampaign(self, request, context):
         try:
             campaign = campaign_from_proto(request)
             await self.exchange.save_campaign(campaign)
-            return self._status(campaign)
+            return self._status(campaign, await self.exchange.shared_spend())
         except Exception as exc:
             await _fail(context, exc, "UpsertCampaign")
 
     async def GetCampaign(self, request, context):
         try:
-            return self._status(self.exchange.book.get(request.id))
+            campaign = self.exchange.book.get(request.id)
+            return self._status(campaign, await self.exchange.shared_spend())
         except Exception as exc:
             await _fail(context, exc, "GetCampaign")
 
     async def ListCampaigns(self, request, context):
         try:
-            page, token = self._page(request.page_size or DEFAULT_PAGE, request.page_token)
+            page, token = await self._page(request.page_size or DEFAULT_PAGE, request.page_token)
             return admin_pb2.ListCampaignsResponse(campaigns=page, next_page_token=token)
         except Exception as exc:
             await _fail(context, exc, "ListCampaigns")
 
     async def GetPacing(self, request, context):
         try:
-            page, token = self._page(request.page_size or DEFAULT_PAGE, request.page_token)
+            page, token = await self._page(request.page_size or DEFAULT_PAGE, request.page_token)
             pacing = self.exchange.pacing
             tick = pacing.last
             return admin_pb2.PacingStatus(
@@ -147,7 +152,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             if campaign.paused != paused:
                 campaign = replace(campaign, paused=paused)
                 await self.exchange.save_campaign(campaign)
-            return self._status(campaign)
+            return self._status(campaign, await self.exchange.shared_spend())
         except Exception as exc:
             await _fail(context, exc, "PauseCampaign" if paused else "ResumeCampaign")
 

@@ -18,6 +18,7 @@ from tests.test_server_grpc import (
     bid_request,
     exchange_stub,
     mega_campaign,
+    read_db,
 )
 
 
@@ -76,6 +77,11 @@ def test_an_admin_change_on_one_worker_reaches_every_worker(
         admin_stub(channel).UpsertCampaign(mega, timeout=TIMEOUT)
     time.sleep(1.0)
     assert mega_wins(20) == 20  # without the sync, about half would go to the other worker
+    time.sleep(0.5)  # the ledger worker books the trade stream
+    (booked,) = read_db(server.db_path, "SELECT SUM(charged_micros) FROM ledger_trades")[0]
+    with open_channel(server.grpc_target) as channel:  # one worker reports both workers' spend
+        status = admin_stub(channel).GetCampaign(admin_pb2.CampaignRef(id=mega.id), timeout=TIMEOUT)
+    assert status.spent_today_micros == booked > 0
     with open_channel(server.grpc_target) as channel:
         admin_stub(channel).PauseCampaign(admin_pb2.CampaignRef(id=mega.id), timeout=TIMEOUT)
     time.sleep(1.0)

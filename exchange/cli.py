@@ -70,10 +70,9 @@ def _start_ledger_workers(config: Config, count: int) -> LedgerWorkers | None:
     from exchange.ledger_worker import LedgerWorkers, worker_args
 
     Database(config.store.url).migrate()
-    s = config.state
-    workers = LedgerWorkers(
-        worker_args(config.store.url, s.url, s.prefix, config.settlement.claim_idle_ms), count
-    )
+    s, st = config.state, config.settlement
+    args = worker_args(config.store.url, s.url, s.prefix, st.claim_idle_ms, st.commit_interval_ms)
+    workers = LedgerWorkers(args, count)
     workers.start()
     return workers
 

@@ -72,11 +72,15 @@ class LedgerWorker:
         prefix: str = "attnx",
         claim_idle_ms: int = 10_000,
         name: str = "",
+        commit_interval_ms: float = 20.0,
     ) -> None:
         self.redis = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
         self.bank = RedisBank(url, prefix)
         self.keys = StreamKeys.of(prefix)
         self.claim_idle_ms = claim_idle_ms
+        # At most one ledger commit per interval: under load a read then gathers an
+        # interval's trades into one transaction (one fsync), not one trade each.
+        self.commit_interval_s = commit_interval_ms / 1000
         self.name = name or holder_id(self)
         self.metrics = WorkerMetrics()
         self.conn = db.connect()
@@ -198,6 +202,8 @@ class LedgerWorker:
                     block = BLOCK_MS // 5 if stop.is_set() else BLOCK_MS
                     got = await self.step(await self.read(block_ms=block))
                     idle_reads = 0 if got else idle_reads + 1
+                    if got and not stop.is_set():
+                        await asyncio.sleep(self.commit_interval_s)
                 backoff = BACKOFF_S[0]
             except redis.ResponseError as exc:  # NOGROUP, or UNBLOCKED: the stream is gone
                 log.warning("the trade stream or its group is gone (%s): recreating", exc)
@@ -270,16 +276,22 @@ class LedgerWorkers:
                 p.kill()
 
 
-def worker_args(db_url: str, state_url: str, prefix: str, claim_idle_ms: int) -> list[str]:
+def worker_args(
+    db_url: str, state_url: str, prefix: str, claim_idle_ms: int, commit_interval_ms: float
+) -> list[str]:
     return ["--db", db_url, "--state", state_url, "--prefix", prefix,
-            "--claim-idle-ms", str(claim_idle_ms)]  # fmt: skip
+            "--claim-idle-ms", str(claim_idle_ms),
+            "--commit-interval-ms", str(commit_interval_ms)]  # fmt: skip
 
 
 async def _main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    worker = LedgerWorker(Database(args.db), args.state, args.prefix, args.claim_idle_ms)
+    worker = LedgerWorker(
+        Database(args.db), args.state, args.prefix, args.claim_idle_ms,
+        commit_interval_ms=args.commit_interval_ms,
+    )  # fmt: skip
     log.info("ledger worker %s: %s -> %s", worker.name, worker.keys.stream, args.db)
     try:
         await worker.ensure_group()
@@ -298,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="attnx", help="Redis key prefix")
     parser.add_argument("--claim-idle-ms", type=int, default=10_000,
                         help="take over another worker's entries idle this long")  # fmt: skip
+    parser.add_argument("--commit-interval-ms", type=float, default=20.0,
+                        help="at most one ledger commit per interval")  # fmt: skip
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(

@@ -56,6 +56,7 @@ class LeaseKeeper:
         self._returns: dict[tuple[int, str], int] = defaultdict(int)  # (day, campaign) -> micros
         self.failures = 0  # refills failed in a row
         self._half: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))  # (version, [S])
+        self._budgets: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))  # last seen [S]
 
     def lease_size(self, slots: np.ndarray) -> np.ndarray:
         """[C] micros per lease: a share of the daily budget, but never less than the
@@ -88,9 +89,10 @@ class LeaseKeeper:
         """One round of leases and returns; returns the micros newly leased."""
         if not await self._same_bank():
             return 0
-        await self._flush_returns()
         st = self.state
         st.roll_day()
+        self._return_over_lowered_budgets()
+        await self._flush_returns()
         day, slots = st.day, self.due()
         if slots.size == 0:
             return 0
@@ -105,6 +107,21 @@ class LeaseKeeper:
             return 0
         st.limit[slots] += np.asarray(granted, dtype=np.int64)
         return int(sum(granted))
+
+    def _return_over_lowered_budgets(self) -> None:
+        """A budget lowered (Admin): the unspent lease goes back, and leasing starts again
+        under the new budget. Every process does so as it learns of the change, so the
+        spend past a lowered budget is at most what was spent before they knew."""
+        st = self.state
+        if self._budgets[0] == st.budgets_changed:
+            return
+        n = len(st.slots)
+        budget = st.budget[:n].copy()
+        before = np.concatenate([self._budgets[1], budget[len(self._budgets[1]) :]])[:n]
+        self._budgets = (st.budgets_changed, budget)
+        for s in np.flatnonzero(budget < before):
+            self.give_back(st.ids[s], st.day, int(st.limit[s] - st.spent[s]))
+            st.limit[s] = st.spent[s]
 
     async def _same_bank(self) -> bool:
         """Whether leasing may go on; first makes good a bank that lost its data.

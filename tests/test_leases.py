@@ -71,6 +71,21 @@ async def test_budget_back_for_a_trade_reserved_elsewhere_goes_to_the_bank():
     assert await bank.leased(state.day, ["a"]) == [50_000 - 15_000]
 
 
+async def test_a_lowered_budget_takes_the_unspent_lease_back_and_leases_under_the_new_one():
+    bank = MemoryBank()
+    state = leased_state({"a": 100_000})
+    keeper = LeaseKeeper(state, bank, lease_fraction=0.5, min_lease_micros=1)
+    await keeper.refill()
+    assert state.reserve(0, 10_000) and state.limit[0] == 50_000
+    state.set_budget(0, 30_000, 1_000)  # Admin lowered it: 40,000 unspent here is too much
+    await keeper.refill()
+    assert await bank.leased(state.day, ["a"]) == [state.limit[0]]
+    assert state.limit[0] <= 30_000  # the new lease fits the new budget
+    while state.reserve(0, 1_000):
+        await keeper.refill()
+    assert state.spent[0] == 30_000
+
+
 async def test_a_clean_stop_gives_every_unspent_lease_back():
     bank = MemoryBank()
     state = leased_state({"a": 100_000, "b": 100_000})

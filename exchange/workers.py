@@ -8,8 +8,9 @@ exchange with its own journal and settlement process; it warms up, then listens
 with SO_REUSEPORT, and the kernel spreads new connections over the workers.
 Budgets are shared through the budget bank, so N > 1 needs `[state] url =
 "redis://..."`. The parent writes the ports file once every worker listens,
-forwards SIGINT/SIGTERM, and exits when all have drained their calls and
-committed their trades.
+forwards SIGINT/SIGTERM, restarts a worker that dies (its successor recovers the
+journal first), and exits when all have drained their calls and committed their
+trades.
 """
 
 from __future__ import annotations
@@ -94,13 +95,16 @@ def run_workers(config: Config, workers: int, ports_file: Path | None = None) ->
     signal.signal(signal.SIGINT, forward)
     with tempfile.TemporaryDirectory(prefix="attnx-workers-") as tmp:
         ready = [Path(tmp) / f"w{i}.json" for i in range(workers)]
-        for i in range(workers):
+
+        def spawn(i: int) -> multiprocessing.Process:
             store = replace(config.store, journal=worker_journal(config.store.journal, i))
             process = context.Process(
                 target=_worker, args=(replace(config, store=store), i, ready[i]), name=f"w{i}"
             )
             process.start()
-            processes.append(process)
+            return process
+
+        processes += [spawn(i) for i in range(workers)]
         while not all(r.exists() for r in ready):
             dead = [p for p in processes if p.exitcode is not None]
             if dead or stopping:
@@ -116,11 +120,12 @@ def run_workers(config: Config, workers: int, ports_file: Path | None = None) ->
         log.info("%d workers listening: gRPC %d, HTTP %d", workers, ports["grpc"], ports["http"])
         if ports_file is not None:
             write_atomically(ports_file, orjson.dumps(ports))
-        reported: set[str] = set()
-        while any(p.is_alive() for p in processes):
-            for p in processes:
-                if p.exitcode not in (None, 0) and not stopping and p.name not in reported:
-                    reported.add(p.name)  # the others go on serving on the same port
-                    log.error("worker %s exited with status %s", p.name, p.exitcode)
+        while not stopping or any(p.is_alive() for p in processes):
+            for i, p in enumerate(processes):
+                if p.exitcode is not None and not stopping:  # the others go on serving
+                    log.error("worker %s exited with status %s: starting another (it books "
+                              "its journal's trades first)", p.name, p.exitcode)  # fmt: skip
+                    ready[i].unlink(missing_ok=True)
+                    processes[i] = spawn(i)
             time.sleep(POLL_S * 4)
     return max((p.exitcode or 0) for p in processes)

@@ -13,7 +13,9 @@ id, so every win is a new trade) keeps `--concurrency` calls in flight for
 `--seconds` to measure saturation RPS, then 2 in flight for the same time to measure
 the round-trip p50/p99 at low load. On this 2-core machine the load generator shares
 the cores with the servers, so 2 processes cannot double the rate: the figure says how
-much of a second core the second worker gets. The last line is one JSON object.
+much of a second core the second worker gets; the CPU time per request of each part
+(bid servers, settlement processes, ledger workers, Redis) says where the cores went.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def running_server(folder: Path, *args: str):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
             time.sleep(0.1)
-        yield f"127.0.0.1:{orjson.loads(ports.read_bytes())['grpc']}"
+        yield f"127.0.0.1:{orjson.loads(ports.read_bytes())['grpc']}", process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -129,6 +131,42 @@ def load(target: str, concurrency: int, seconds: float) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+ROLES = {  # a command-line word -> the role its CPU time is counted under
+    b"exchange.settler": "settler",
+    b"exchange.ledger_worker": "ledger_worker",
+    b"redis-server": "redis",
+    b"spawn_main": "server",
+    b"exchange\x00serve": "server",
+}
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU time (user + system) so far of the server's process tree and of Redis, by role."""
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                procs[int(entry.name)] = (
+                    int(stat[1]),
+                    (entry / "cmdline").read_bytes(),
+                    int(stat[11]) + int(stat[12]),
+                )
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, (ppid, _, _) in procs.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    totals: dict[str, float] = {}
+    for pid, (_, cmdline, ticks) in procs.items():
+        role = next((r for word, r in ROLES.items() if word in cmdline), None)
+        if role is not None and (pid in tree or role == "redis"):
+            totals[role] = totals.get(role, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
 def flush_redis() -> None:
     import redis
 
@@ -153,14 +191,21 @@ def main() -> None:
             folder = Path(tmp)
             cfg = folder / "attnx.toml"
             cfg.write_text(f'[state]\nurl = "{REDIS_URL}"\n')
-            with running_server(folder, *(a.format(cfg=cfg) for a in extra)) as target:
-                results[name] = load(target, args.concurrency, args.seconds)
-        r = results[name]
+            with running_server(folder, *(a.format(cfg=cfg) for a in extra)) as (target, pid):
+                before = cpu_seconds(pid)
+                results[name] = r = load(target, args.concurrency, args.seconds)
+                after = cpu_seconds(pid)
+            served = (r["saturation"]["rps"] + r["low"]["rps"]) * args.seconds
+            r["cpu_us_per_request"] = {
+                role: round((after[role] - before.get(role, 0.0)) / served * 1e6, 1)
+                for role in sorted(after)
+            }
         print(
             f"{name:<9} saturation {r['saturation']['rps']:>7.1f} RPS "
             f"(p99 {r['saturation']['p99_us'] / 1000:.1f} ms); low load p50 "
             f"{r['low']['p50_us']:.0f} µs, p99 {r['low']['p99_us']:.0f} µs, "
-            f"errors {r['saturation']['errors'] + r['low']['errors']}"
+            f"errors {r['saturation']['errors'] + r['low']['errors']}; CPU µs per request "
+            + ", ".join(f"{role} {us:.0f}" for role, us in r["cpu_us_per_request"].items())
         )
     report = {
         "bench": "scaleout",

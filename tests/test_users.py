@@ -465,11 +465,11 @@ def test_loads_of_one_loop_turn_share_one_pipeline(redis_stores: Stores, pipelin
         pipelines.sizes.clear()
         states = await asyncio.gather(*(users.load(f"u{n}") for n in range(32)))
         assert [s.history for s in states] == [[n + 1] for n in range(32)]
-        assert pipelines.sizes == [64]  # LRANGE + HGETALL per user, one round trip
+        assert pipelines.sizes == [32]  # one load script per user, one round trip
         pipelines.sizes.clear()
         await users.load("u1")
         await users.load("u2")
-        assert pipelines.sizes == [2, 2]  # loads of separate turns go separately
+        assert pipelines.sizes == [1, 1]  # loads of separate turns go separately
 
     redis_stores.run(scenario)
 

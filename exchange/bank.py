@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+from exchange.redis_client import REDIS_SCHEMES, Script, async_client
+
 KEY_TTL_S = 3 * 86_400  # a day's leases are kept two days past the day
 REBUILD_LOCK_MS = 30_000  # a rebuilding process that dies frees the lock after this
 
@@ -182,12 +183,10 @@ class RedisBank:
     batched in pipelines. Keys hash on the campaign id, so Redis Cluster spreads them."""
 
     def __init__(self, url: str, prefix: str = "attnx") -> None:
-        import redis.asyncio as redis
-
-        self.redis = redis.Redis.from_url(url)
+        self.redis = async_client(url)
         self.prefix = prefix
-        self._lease = self.redis.register_script(_LEASE)
-        self._give_back = self.redis.register_script(_GIVE_BACK)
+        self._lease = Script(_LEASE)
+        self._give_back = Script(_GIVE_BACK)
 
     def key(self, day: int, campaign_id: str) -> str:
         return f"{self.prefix}:bank:{{{campaign_id}}}:{day}"
@@ -196,23 +195,21 @@ class RedisBank:
         _check(day, requests)
         if not requests:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for r in requests:
-                await self._lease(
-                    keys=[self.key(day, r.campaign_id)],
-                    args=[r.daily_budget_micros, r.want_micros, KEY_TTL_S],
-                    client=pipe,
-                )
-            return [int(g) for g in await pipe.execute()]
+        calls = [
+            ([self.key(day, r.campaign_id)], [r.daily_budget_micros, r.want_micros, KEY_TTL_S])
+            for r in requests
+        ]
+        granted = await self._lease.run(self.redis, calls)
+        if errors := [g for g in granted if isinstance(g, Exception)]:
+            raise errors[0]
+        return [int(g) for g in granted]
 
     async def give_back(self, day: int, returns: Sequence[tuple[str, int]]) -> None:
         _check_returns(day, returns)
         if not returns:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for campaign_id, micros in returns:
-                await self._give_back(keys=[self.key(day, campaign_id)], args=[micros], client=pipe)
-            results = await pipe.execute(raise_on_error=False)
+        calls = [([self.key(day, campaign_id)], [micros]) for campaign_id, micros in returns]
+        results = await self._give_back.run(self.redis, calls)
         errors = [
             (c, r) for (c, _), r in zip(returns, results, strict=True) if isinstance(r, Exception)
         ]
@@ -243,11 +240,9 @@ class RedisBank:
         return bool(await self.redis.set(key, holder, nx=True, px=REBUILD_LOCK_MS))
 
     async def finish_rebuild(self, holder: str) -> str:
-        epoch = secrets.token_hex(8)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{self.prefix}:bank:epoch", epoch)
-            pipe.delete(f"{self.prefix}:bank:rebuild")
-            await pipe.execute()
+        epoch = secrets.token_hex(8)  # first the epoch, then the lock (keys on any node)
+        await self.redis.set(f"{self.prefix}:bank:epoch", epoch)
+        await self.redis.delete(f"{self.prefix}:bank:rebuild")
         return epoch
 
     async def close(self) -> None:
@@ -255,7 +250,7 @@ class RedisBank:
 
 
 def open_bank(url: str, prefix: str = "attnx") -> BudgetBank:
-    """`memory` (the embedded default) or a `redis://` / `rediss://` URL."""
+    """`memory` (the embedded default), a `redis://` URL, or `redis+cluster://`."""
     if url == "memory":
         return MemoryBank()
     if url.startswith(REDIS_SCHEMES):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from exchange.bank import REDIS_SCHEMES
 from exchange.currency import RateTable
+from exchange.redis_client import REDIS_SCHEMES
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 
 import orjson
 import redis
-import redis.asyncio as aioredis
 
 from exchange import ledger
 from exchange.bank import RedisBank, holder_id
 from exchange.db import Database
+from exchange.redis_client import async_client
 from exchange.trade_stream import GROUP, StreamKeys
 
 log = logging.getLogger("attnx.ledger_worker")
@@ -74,7 +74,7 @@ class LedgerWorker:
         name: str = "",
         commit_interval_ms: float = 20.0,
     ) -> None:
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
+        self.redis = async_client(url, socket_timeout=5.0, socket_connect_timeout=1.0)
         self.bank = RedisBank(url, prefix)
         self.keys = StreamKeys.of(prefix)
         self.claim_idle_ms = claim_idle_ms

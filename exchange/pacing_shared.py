@@ -21,15 +21,14 @@ import orjson
 
 from exchange.bank import holder_id
 from exchange.pacers import Observation
+from exchange.redis_client import async_client
 
 REPORT_TTL_S = 3600
 
 
 class SharedPacing:
     def __init__(self, url: str, prefix: str, interval_s: float, settle_s: float | None = None):
-        import redis.asyncio as redis
-
-        self.redis = redis.Redis.from_url(url)
+        self.redis = async_client(url)
         self.prefix = prefix
         self.interval_s = interval_s
         self.settle_s = min(2.0, interval_s / 4) if settle_s is None else settle_s

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import redis
 
 from exchange.journal import Journal
+from exchange.redis_client import sync_client
 
 log = logging.getLogger("attnx.trade_stream")
 
@@ -63,7 +64,7 @@ class Shipper:
     def __init__(
         self, url: str, prefix: str, journal: Journal, booked_mark: Callable[[], int]
     ) -> None:
-        self.redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        self.redis = sync_client(url, socket_timeout=2.0, socket_connect_timeout=1.0)
         self.keys = StreamKeys.of(prefix)
         self.journal = journal
         self.booked_mark = booked_mark

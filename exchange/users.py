@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from exchange.bank import REDIS_SCHEMES
+from exchange.redis_client import REDIS_SCHEMES, Script, async_client
 
 log = logging.getLogger("attnx.users")
 
@@ -370,11 +370,10 @@ class RedisUsers:
         clock_ms: Callable[[], int] = wall_ms,
         flush_interval_s: float = 0.02,
     ) -> None:
-        import redis.asyncio as redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import RedisError
 
         if history_len < 1:
             raise ValueError(f"history_len must be >= 1, got {history_len}")
@@ -392,8 +391,8 @@ class RedisUsers:
         self.max_pending_users = MAX_PENDING_USERS
         self.dropped = 0  # impressions never written: dropped past max_pending_users, or refused
 
-        def client(socket_timeout: float, retry: Retry) -> redis.Redis:
-            return redis.Redis.from_url(
+        def client(socket_timeout: float, retry: Retry):
+            return async_client(
                 url,
                 socket_connect_timeout=CONNECT_TIMEOUT_S,
                 socket_timeout=socket_timeout,
@@ -405,10 +404,8 @@ class RedisUsers:
         self._reader = client(READ_TIMEOUT_S, Retry(NoBackoff(), 1, (RedisConnectionError,)))
         # A resent pipeline of record scripts could apply them twice: no retries.
         self._writer = client(WRITE_TIMEOUT_S, Retry(NoBackoff(), 0))
-        self._script = self._writer.register_script(_RECORD)
-        self._load_sha = self._reader.register_script(_LOAD).sha
+        self._record_script, self._load_script = Script(_RECORD), Script(_LOAD)
         self._down_errors = (RedisError, OSError, asyncio.TimeoutError)
-        self._noscript = NoScriptError
         self._health = _Health(url.rpartition("@")[2])  # never log a password
         # loads of this loop turn, by user: one pipeline for all of them
         self._loads: dict[str, list[asyncio.Future[UserState]]] = {}
@@ -458,7 +455,7 @@ class RedisUsers:
         states: dict[str, UserState] | None = None
         try:
             if probe:  # after an outage, pooled connections are likely dead: start afresh
-                await self._reader.connection_pool.disconnect(inuse_connections=False)
+                await _drop_idle_connections(self._reader)
             replies = await self._read(list(loads))
             self._health.ok()
             now = self.clock_ms()
@@ -476,18 +473,13 @@ class RedisUsers:
         finally:
             _resolve(loads, states)
 
-    async def _read(self, user_ids: list[str], reload: bool = True) -> list:
-        """One pipeline, one load script call per user (loaded again after a restart)."""
-        pipe = self._reader.pipeline(transaction=False)
-        for user_id in user_ids:
-            pipe.evalsha(self._load_sha, 2, *self._keys(user_id), self.history_len - 1)
-        try:
-            return await pipe.execute()
-        except self._noscript:
-            if not reload:
-                raise
-            await self._reader.script_load(_LOAD)
-            return await self._read(user_ids, reload=False)
+    async def _read(self, user_ids: list[str]) -> list:
+        """One load script call per user, all in one pipeline (on a cluster, concurrent)."""
+        calls = [(self._keys(user_id), [self.history_len - 1]) for user_id in user_ids]
+        replies = await self._load_script.run(self._reader, calls)
+        if errors := [r for r in replies if isinstance(r, Exception)]:
+            raise errors[0]
+        return replies
 
     # --- writes --------------------------------------------------------------------------
 
@@ -558,23 +550,15 @@ class RedisUsers:
             self._dropping = False
         self._done = max(self._done, upto)
 
-    async def _write(self, chunk: list[tuple[str, _Changes]], reload: bool = True) -> None:
-        """One pipeline: one script call per user. Redis forgets scripts when it restarts:
-        calls it did not know (NOSCRIPT, so not run) are sent again after loading it."""
-        pipe = self._writer.pipeline(transaction=False)
-        for user_id, changes in chunk:
-            pipe.evalsha(self._script.sha, 2, *self._keys(user_id), *self._args(changes))
-        results = await pipe.execute(raise_on_error=False)
-        unknown = []
+    async def _write(self, chunk: list[tuple[str, _Changes]]) -> None:
+        """One pipeline: one script call per user (on a cluster, concurrent calls). Redis
+        forgets scripts when it restarts: `Script` loads it again and resends those."""
+        calls = [(self._keys(user_id), self._args(changes)) for user_id, changes in chunk]
+        results = await self._record_script.run(self._writer, calls)
         for (user_id, changes), result in zip(chunk, results, strict=True):
-            if isinstance(result, self._noscript) and reload:
-                unknown.append((user_id, changes))
-            elif isinstance(result, Exception):
+            if isinstance(result, Exception):
                 self.dropped += changes.count  # e.g. WRONGTYPE: resending cannot help
                 log.error("users store: records of user %r refused: %s", user_id, result)
-        if unknown:
-            await self._writer.script_load(_RECORD)
-            await self._write(unknown, reload=False)
 
     def _args(self, changes: _Changes) -> list[int | str]:
         args: list[int | str] = [self.history_len, self.history_ttl_s, len(changes.items)]
@@ -639,6 +623,14 @@ class RedisUsers:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)  # a task nobody references may be garbage-collected mid-flight
         task.add_done_callback(self._tasks.discard)
+
+
+async def _drop_idle_connections(client) -> None:
+    """After an outage, pooled connections are likely dead (a cluster client finds its
+    nodes again by itself)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        await pool.disconnect(inuse_connections=False)
 
 
 def _parse_caps(raw: dict[bytes, bytes], now_ms: int) -> dict[str, list[int]]:

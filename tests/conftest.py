@@ -353,3 +353,72 @@ def private_redis(tmp_path: Path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster of three primaries of this test run's own; yields its
+    `redis+cluster://` URL (tests keep apart by key prefix)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if os.environ.get("ATTNX_CI"):
+            pytest.fail("redis-server and redis-cli are needed for the Redis Cluster tests")
+        pytest.skip("redis-server or redis-cli is not installed")
+    folder = tmp_path_factory.mktemp("cluster")
+    ports = _cluster_ports(3)
+    nodes = [_cluster_node(p, folder) for p in ports]
+    try:
+        for p in ports:
+            _wait_for_redis(p)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        for p in ports:  # every node must agree that all slots are served
+            info = ["redis-cli", "-p", str(p), "cluster", "info"]
+            while b"cluster_state:ok" not in subprocess.run(info, capture_output=True).stdout:
+                assert time.monotonic() < deadline, "the test Redis Cluster never became ready"
+                time.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for node in nodes:
+            node.terminate()
+            node.wait(10)
+
+
+def _cluster_ports(n: int) -> list[int]:
+    """Free ports whose cluster bus port (+10000) is free too, so both under 65536."""
+    ports: list[int] = []
+    candidate = 20_000 + os.getpid() % 20_000
+    while len(ports) < n:
+        candidate += 1
+        try:
+            for port in (candidate, candidate + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        ports.append(candidate)
+    return ports
+
+
+def _cluster_node(port: int, folder: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+         "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(folder), "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_for_redis(port: int) -> None:
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            client.close()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    pytest.fail(f"redis-server on port {port} did not start")

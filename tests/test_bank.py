@@ -16,13 +16,14 @@ from tests.conftest import RedisTarget
 DAY = 20_000
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def bank(request: pytest.FixtureRequest) -> AsyncIterator[BudgetBank]:
     if request.param == "memory":
         made: BudgetBank = MemoryBank()
     else:
         target: RedisTarget = request.getfixturevalue("redis_target")
-        made = RedisBank(target.url, prefix=target.prefix)
+        url = request.getfixturevalue("redis_cluster") if "cluster" in request.param else target.url
+        made = RedisBank(url, prefix=target.prefix)
     yield made
     await made.close()
 

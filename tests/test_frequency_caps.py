@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from exchange.campaign_io import save_campaigns
 from exchange.campaigns import FrequencyCap
+from exchange.redis_client import sync_client
 from tests.conftest import RedisTarget, open_channel
 from tests.test_scaleout import small_budget_campaigns
-from tests.test_server_grpc import TIMEOUT, bid_request, exchange_stub
+from tests.test_server_grpc import TIMEOUT, bid_request, exchange_stub, read_db
 
 CAP = FrequencyCap(count=2, window_s=3600)
 
@@ -33,25 +33,36 @@ def wins_for(target: str, user_id: str, requests: int, campaign_id: str) -> int:
     return won
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis-2-workers"])
+@pytest.mark.parametrize(
+    "state",
+    ["memory", "redis", "redis-cluster"],
+    ids=lambda s: s if s == "memory" else f"{s}-2-workers",
+)
 def test_a_capped_campaign_reaches_each_user_at_most_count_times(
-    start_server, tmp_path: Path, request, shared: bool
+    start_server, tmp_path: Path, request, state: str
 ):
+    """With Redis Cluster, everything shared runs on the cluster: leases, users, pacing,
+    the trade stream and its ledger worker."""
     capped, other = small_budget_campaigns(2, budget_micros=1_000_000_000)
     capped.frequency_cap = CAP  # and it outbids the other
     save_campaigns(tmp_path / "campaigns.json", [capped, other])
     args = ["--campaigns", str(tmp_path / "campaigns.json")]
+    shared = state != "memory"
     if shared:
         target: RedisTarget = request.getfixturevalue("redis_target")
+        url = request.getfixturevalue("redis_cluster") if state == "redis-cluster" else target.url
         config = tmp_path / "attnx.toml"
-        config.write_text(f'[state]\nurl = "{target.url}"\nprefix = "{target.prefix}"\n')
+        config.write_text(f'[state]\nurl = "{url}"\nprefix = "{target.prefix}"\n')
         args += ["--config", str(config), "--workers", "2"]
     server = start_server(*args)
     assert wins_for(server.grpc_target, "alice", 8, capped.id) == CAP.count
     assert wins_for(server.grpc_target, "bob", 3, capped.id) == CAP.count  # caps are per user
     if shared:  # what the store holds: the ads shown, newest first, as history items
-        client = redis.Redis.from_url(target.url)
+        client = sync_client(url)
         history = client.lrange(f"{target.prefix}:user:{{alice}}:history", 0, -1)
         client.close()
         assert len(history) == 8 and all(int(item) > 0 for item in history)
     server.assert_graceful_exit()
+    if shared:  # and every trade reached the ledger through the stream
+        (booked,) = read_db(server.db_path, "SELECT COUNT(*) FROM ledger_trades")[0]
+        assert booked == 11

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from exchange import ledger
 from exchange.bank import LeaseRequest, RedisBank
 from exchange.db import Database
 from exchange.journal import Journal
 from exchange.ledger_worker import LedgerWorker
+from exchange.redis_client import sync_client
 from exchange.reports import check
 from exchange.settlement import Trade
 from exchange.store import Store, encode_trade
@@ -69,9 +69,10 @@ class StreamRig:
             return check(conn)
 
 
-@pytest.fixture
-def rig(database, tmp_path, redis_target: RedisTarget):
-    r = StreamRig(database, tmp_path / "journal", redis_target.url, redis_target.prefix)
+@pytest.fixture(params=["redis", "redis-cluster"])
+def rig(request, database, tmp_path, redis_target: RedisTarget):
+    url = request.getfixturevalue("redis_cluster") if "cluster" in request.param else None
+    r = StreamRig(database, tmp_path / "journal", url or redis_target.url, redis_target.prefix)
     yield r
     r.close()
 
@@ -98,7 +99,7 @@ async def closed(*ws: LedgerWorker) -> None:
 
 
 def stream_length(rig: StreamRig) -> int:
-    client = redis.Redis.from_url(rig.url)
+    client = sync_client(rig.url)
     try:
         return client.xlen(StreamKeys.of(rig.prefix).stream)
     finally:
@@ -201,7 +202,7 @@ def test_a_stream_that_lost_its_data_is_sent_again_from_the_ledger_mark(rig):
     rig.win(*trades(50))
     rig.wait_shipped()
     keys = StreamKeys.of(rig.prefix)
-    client = redis.Redis.from_url(rig.url)
+    client = sync_client(rig.url)
     client.delete(keys.stream, keys.epoch)  # Redis restarted empty
     client.close()
     rig.win(*trades(5, 50))  # the next ship sees a new epoch
@@ -257,7 +258,7 @@ def test_a_restarted_settler_sends_what_the_ledger_lacks_and_nothing_is_doubled(
 
 def test_an_entry_that_is_not_a_trade_is_skipped_not_blocking(rig):
     keys = StreamKeys.of(rig.prefix)
-    client = redis.Redis.from_url(rig.url)
+    client = sync_client(rig.url)
     client.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
     client.xadd(keys.stream, {"j": "x", "s": "not-a-number", "t": "{}"})
     client.close()

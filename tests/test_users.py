@@ -77,10 +77,14 @@ class Stores:
         asyncio.run(main())
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def stores(request: pytest.FixtureRequest) -> Stores:
-    target = request.getfixturevalue("redis_target") if request.param == "redis" else None
-    return Stores(request.param, target)
+    if request.param == "memory":
+        return Stores("memory", None)
+    target: RedisTarget = request.getfixturevalue("redis_target")
+    if request.param == "redis-cluster":  # the same suite against a three-node cluster
+        target = RedisTarget(request.getfixturevalue("redis_cluster"), target.prefix)
+    return Stores("redis", target)
 
 
 @pytest.fixture

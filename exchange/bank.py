@@ -183,7 +183,12 @@ class RedisBank:
     batched in pipelines. Keys hash on the campaign id, so Redis Cluster spreads them."""
 
     def __init__(self, url: str, prefix: str = "attnx") -> None:
-        self.redis = async_client(url)
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # No retries: a lease script resent after a lost reply would be granted twice
+        # (never an overspend, but budget leased to nobody until the day ends).
+        self.redis = async_client(url, retry=Retry(NoBackoff(), 0))
         self.prefix = prefix
         self._lease = Script(_LEASE)
         self._give_back = Script(_GIVE_BACK)

@@ -276,7 +276,15 @@ class Exchange:
         """Stop pacing and leasing; the settlement process books everything journaled,
         then exits; unspent leases go back to the bank."""
         for task in self._tasks:
-            task.cancel()
+            if task.get_name() != "leases":
+                task.cancel()
+        keeper = next((t for t in self._tasks if t.get_name() == "leases"), None)
+        if keeper is not None:  # its round in flight finishes: no grant is lost
+            self.leases.stopping = True
+            try:
+                await asyncio.wait_for(keeper, timeout=5)
+            except TimeoutError:
+                log.warning("the lease keeper did not stop in 5 s: cancelled")
         await self.settlement.close()
         if self.leases is not None:  # after settlement: its last voids go back too
             try:

@@ -55,6 +55,7 @@ class LeaseKeeper:
         self.min_lease_micros = min_lease_micros
         self._returns: dict[tuple[int, str], int] = defaultdict(int)  # (day, campaign) -> micros
         self.failures = 0  # refills failed in a row
+        self.stopping = False  # run() ends after its current round
         self._half: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))  # (version, [S])
         self._budgets: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))  # last seen [S]
 
@@ -176,8 +177,10 @@ class LeaseKeeper:
                 del self._returns[day, campaign_id]
 
     async def run(self) -> None:
-        """Refill until cancelled; a failed round is logged and retried after a pause."""
-        while True:
+        """Refill until `stopping` (or cancelled); a failed round is logged and retried
+        after a pause. Stop it with the flag, not by cancelling: a round cancelled between
+        the bank's grant and its reply would lose the grant (leased to nobody)."""
+        while not self.stopping:
             try:
                 await self.refill()
                 if self.failures:

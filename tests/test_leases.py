@@ -86,6 +86,28 @@ async def test_a_lowered_budget_takes_the_unspent_lease_back_and_leases_under_th
     assert state.spent[0] == 30_000
 
 
+class SlowBank(MemoryBank):
+    """Grants at once, answers late: the window in which a cancelled round loses a grant."""
+
+    async def lease(self, day, requests):
+        granted = await super().lease(day, requests)
+        await asyncio.sleep(0.05)
+        return granted
+
+
+async def test_stopping_mid_round_keeps_the_grant_and_gives_it_back():
+    bank = SlowBank()
+    state = leased_state({"a": 100_000})
+    keeper = LeaseKeeper(state, bank, lease_fraction=0.5, min_lease_micros=1)
+    task = asyncio.create_task(keeper.run())
+    await asyncio.sleep(0.01)  # the bank has granted; its answer is on the way
+    keeper.stopping = True
+    await asyncio.wait_for(task, 1)  # ends after the round, with the grant counted
+    assert state.limit[0] == 50_000
+    await keeper.close()
+    assert await bank.leased(state.day, ["a"]) == [0]  # nothing leased to nobody
+
+
 async def test_a_clean_stop_gives_every_unspent_lease_back():
     bank = MemoryBank()
     state = leased_state({"a": 100_000, "b": 100_000})

@@ -5,13 +5,12 @@
 
 Every key the exchange's scripts touch together shares a hash tag, so each script
 runs on one node of a cluster. redis-py refuses scripts inside a cluster pipeline;
-`run_script` hides that difference: one pipeline on a single Redis, concurrent calls
-(each to its key's node) on a cluster.
+`Script.run` hides that difference: one pipeline on a single Redis, one call after
+another (each to its key's node) on a cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -71,9 +70,10 @@ class Script:
 
     async def _send(self, client, calls: Sequence[Call]) -> list[Any]:
         if isinstance(client, AsyncRedisCluster):
-            return list(
-                await asyncio.gather(*(self._one(client, keys, args) for keys, args in calls))
-            )
+            # One after another: redis-py 8.1's cluster client breaks a node connection
+            # that several calls open at once ('NoneType' object has no attribute
+            # 'writelines'), so concurrency is not safe. A round trip per call.
+            return [await self._one(client, keys, args) for keys, args in calls]
         async with client.pipeline(transaction=False) as pipe:
             for keys, args in calls:
                 pipe.evalsha(self.sha, len(keys), *keys, *args)

@@ -30,6 +30,7 @@ from exchange.demo import demo_campaigns
 from exchange.errors import Conflict
 from exchange.example import example_request
 from exchange.leases import LeaseKeeper
+from exchange.metrics import BidMetrics
 from exchange.openrtb import AuctionResult, BidRequest
 from exchange.pacing_loop import PacingLoop, make_pacer
 from exchange.pacing_shared import SharedPacing
@@ -72,6 +73,7 @@ class NotDurable(RuntimeError):
 class Exchange:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.metrics = BidMetrics()  # the bid path's stages and outcomes: GET /metrics
         self.rates = RateTable(config.currency_rates)
         shared = config.state.url != "memory"
         self.state = CampaignState(leased=shared)
@@ -228,9 +230,16 @@ class Exchange:
         """Run the auction and wait until its trades are durable; only then may the
         bids be sent. Raises BadRequest for bad input, NotDurable if they could not be.
         The user's caps and history are read first (one batched Redis read when shared)."""
+        stages = self.metrics.stages
+        started = time.perf_counter_ns()
+        stages["decode"].observe_ns(started - received_ns)
         user_id = req.user.id if req.user is not None else ""
         user = await self.users.load(user_id) if user_id else None
+        loaded = time.perf_counter_ns()
+        stages["user"].observe_ns(loaded - started)
         result = self.auction.run(req, received_ns, user)
+        ran = time.perf_counter_ns()
+        stages["auction"].observe_ns(ran - loaded)
         if result.durable is not None:
             try:
                 await result.durable
@@ -238,6 +247,7 @@ class Exchange:
                 for b in result.bids:  # never acknowledged: the budget goes back now
                     self._give_back(b.campaign_id, self.state.day, b.price_cpm_micros // 1000)
                 raise NotDurable(f"{exc}: no bid was made") from exc
+        stages["durable"].observe_ns(time.perf_counter_ns() - ran)
         if result.shown and user_id:
             self.users.record(user_id, result.shown)  # queued: written off the hot path
         return result

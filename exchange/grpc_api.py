@@ -54,15 +54,30 @@ async def _fail(context: grpc.aio.ServicerContext, exc: Exception, what: str) ->
     await context.abort(grpc.StatusCode.INTERNAL, f"{what} failed inside the exchange; see its log")
 
 
+def _outcome(exc: Exception) -> str:
+    """How a failed bid request is counted in the metrics."""
+    if isinstance(exc, BadRequest):
+        return "invalid"
+    if isinstance(exc, Busy | NotDurable | SettlerDown):
+        return "unavailable"
+    return "error"
+
+
 class ExchangeService(exchange_pb2_grpc.ExchangeServicer):
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
 
     async def Bid(self, request, context):
         received = time.perf_counter_ns()
+        metrics = self.exchange.metrics
         try:
-            return to_proto(await self.exchange.bid(decode_proto(request), received))
+            result = await self.exchange.bid(decode_proto(request), received)
+            encoding = time.perf_counter_ns()
+            response = to_proto(result)
+            metrics.answered(bool(result.bids), received, encoding, time.perf_counter_ns())
+            return response
         except Exception as exc:
+            metrics.outcomes[_outcome(exc)] += 1
             await _fail(context, exc, "the auction")
 
     async def Notify(self, request, context):

@@ -29,6 +29,7 @@ from exchange.store import Busy
 log = logging.getLogger("attnx.http")
 
 JSON = "application/json"
+PROMETHEUS = "text/plain; version=0.0.4"
 OPENRTB_VERSION = {"x-openrtb-version": "2.6"}
 
 
@@ -59,22 +60,35 @@ def create_app(exchange: Exchange) -> Starlette:
 
     async def auction(request: Request) -> Response:
         received = time.perf_counter_ns()
+        metrics = exchange.metrics
         try:
             body = await _read_body(request, limit)
             result = await exchange.bid(decode_json(body), received)
         except BodyTooLarge:
+            metrics.outcomes["invalid"] += 1
             return _error(413, f"request body is larger than {limit} bytes")
         except BadRequest as exc:
+            metrics.outcomes["invalid"] += 1
             return _error(400, str(exc))
         except NotDurable as exc:
+            metrics.outcomes["unavailable"] += 1
             log.error("%s", exc)
             return _error(503, str(exc))
         except Exception:
+            metrics.outcomes["error"] += 1
             log.exception("the auction failed")
             return _error(500, "the auction failed inside the exchange; see its log")
+        encoding = time.perf_counter_ns()
         if not result.bids:
-            return Response(status_code=204, headers=OPENRTB_VERSION)
-        return Response(to_json(result), media_type=JSON, headers=OPENRTB_VERSION)
+            response = Response(status_code=204, headers=OPENRTB_VERSION)
+        else:
+            response = Response(to_json(result), media_type=JSON, headers=OPENRTB_VERSION)
+        metrics.answered(bool(result.bids), received, encoding, time.perf_counter_ns())
+        return response
+
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format: this process's bid-path histograms and counters."""
+        return Response(exchange.metrics.render(), media_type=PROMETHEUS)
 
     async def notice(request: Request) -> Response:
         try:
@@ -116,5 +130,6 @@ def create_app(exchange: Exchange) -> Starlette:
             Route("/openrtb2/auction", auction, methods=["POST"]),
             Route("/notice/{kind}", notice, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ]
     )

@@ -1,0 +1,74 @@
+"""The bid path's own latency histograms and outcome counters (`GET /metrics`)."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import httpx
+import orjson
+import pytest
+
+from exchange.example import example_request
+from exchange.metrics import BUCKETS_S, BidMetrics, Histogram
+from tests.test_server_grpc import TIMEOUT, _banner_w, bid_request, exchange_stub
+
+
+def test_a_histogram_counts_in_buckets_and_interpolates_quantiles():
+    h = Histogram()
+    for _ in range(90):
+        h.observe_ns(150_000)  # 150 µs: the (100, 200] µs bucket
+    for _ in range(10):
+        h.observe_ns(4_000_000)  # 4 ms: (3, 5] ms
+    h.observe_ns(5_000_000_000)  # above every bound
+    assert h.count == 101 and h.sum_ns == 90 * 150_000 + 10 * 4_000_000 + 5_000_000_000
+    assert 100e-6 < h.quantile(0.5) <= 200e-6
+    assert 3e-3 < h.quantile(0.95) <= 5e-3
+    assert h.quantile(1.0) == BUCKETS_S[-1]
+    assert Histogram().quantile(0.5) == 0.0
+
+
+def test_the_exposition_is_cumulative_and_names_every_stage_and_outcome():
+    m = BidMetrics()
+    m.stages["auction"].observe_ns(300_000)
+    m.answered(True, 0, 900_000, 1_000_000)
+    text = m.render()
+    assert "# TYPE attnx_bid_stage_seconds histogram" in text
+    buckets = re.findall(r'stage="total",pid="\d+",le="([^"]+)"\} (\d+)', text)
+    assert buckets[-1] == ("+Inf", "1") and [int(n) for _, n in buckets] == sorted(
+        int(n) for _, n in buckets
+    )
+    assert re.search(r'attnx_bid_requests_total\{outcome="bid",pid="\d+"\} 1', text)
+    for stage in ("decode", "user", "auction", "durable", "encode", "total"):
+        assert f'stage="{stage}"' in text
+
+
+def scrape(base: str) -> dict[str, float]:
+    text = httpx.get(f"{base}/metrics", timeout=TIMEOUT).text
+    return {
+        re.sub(r',?pid="\d+"', "", name): float(value)
+        for name, value in re.findall(r"^(attnx_\S+) (\S+)$", text, re.M)
+    }
+
+
+def test_a_running_server_counts_its_bids_per_stage_and_outcome(start_server):
+    server = start_server()
+    with server.channel() as channel:
+        bidder = exchange_stub(channel)
+        for i in range(5):
+            bidder.Bid(bid_request(lambda b, i=i: b.update(id=f"m-{i}")), timeout=TIMEOUT)
+        for _ in range(2):
+            with pytest.raises(grpc.RpcError):
+                bidder.Bid(bid_request(_banner_w), timeout=TIMEOUT)
+    body = orjson.dumps(example_request("m-http"))
+    assert httpx.post(f"{server.http_base}/openrtb2/auction", content=body).status_code == 200
+    got = scrape(server.http_base)
+    assert got['attnx_bid_requests_total{outcome="bid"}'] == 6
+    assert got['attnx_bid_requests_total{outcome="invalid"}'] == 2
+    assert got['attnx_bid_stage_seconds_count{stage="total"}'] == 6
+    assert got['attnx_bid_stage_seconds_count{stage="durable"}'] == 6
+    assert got['attnx_bid_stage_seconds_count{stage="decode"}'] == 8  # invalid ones too
+    total = got['attnx_bid_stage_seconds_sum{stage="total"}']
+    parts = sum(got[f'attnx_bid_stage_seconds_sum{{stage="{s}"}}'] for s in ("auction", "durable"))
+    assert 0 < parts < total  # the stages fit inside the whole
+    server.assert_graceful_exit()

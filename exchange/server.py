@@ -110,7 +110,8 @@ async def serve(config: Config, ports_file: Path | None = None, reuse_port: bool
             grpc_port,
         )
         log.info(
-            "HTTP listening on http://%s:%d (POST /openrtb2/auction, GET /notice/*, /healthz, /metrics)",
+            "HTTP listening on http://%s:%d "
+            "(POST /openrtb2/auction, GET /notice/*, /healthz, /metrics)",
             http_host,
             http_port,
         )

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup setup-dev run test train lint format protos bench clean
+.PHONY: setup setup-dev run test train lint format protos bench loadtest clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ protos: setup-dev
 
 bench: setup-dev
 	$(BIN)/python -m bench.auction
+
+loadtest: setup-dev  # locust against a fresh exchange; SECONDS=30 USERS=16
+	$(BIN)/python -m loadtest.run --seconds $(or $(SECONDS),30) --users $(or $(USERS),16)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

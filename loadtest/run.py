@@ -1,0 +1,129 @@
+"""`make loadtest`: locust, headless, against an exchange it starts (or one you name).
+
+    python -m loadtest.run [--seconds 30] [--users 16] [--grpc H:P --http URL] [--out DIR]
+
+Writes locust's CSV files and HTML report to `--out` (var/loadtest) and prints a
+summary: requests per second, failure rate and p50/p95/p99 as locust saw them (whole
+milliseconds, client queueing included), and the server's own p50/p99 of the same
+period from `GET /metrics` (sub-millisecond, what the server adds). The last line is
+one JSON object. Exit status 1 if any request failed unexpectedly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+
+from exchange.metrics import Histogram
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def exchange_running():
+    """A fresh exchange (embedded defaults, a temporary ledger) on free ports."""
+    from bench.scaleout import running_server
+
+    with (
+        tempfile.TemporaryDirectory(prefix="attnx-loadtest-") as tmp,
+        running_server(Path(tmp)) as (grpc_target, _pid),
+    ):
+        ports = orjson.loads((Path(tmp) / "ports.json").read_bytes())
+        yield grpc_target, f"http://127.0.0.1:{ports['http']}"
+
+
+def server_histogram(http: str) -> tuple[Histogram, dict[str, float]]:
+    """The server's total-time histogram and its outcome counters, from /metrics."""
+    text = httpx.get(f"{http}/metrics", timeout=10).text
+    h, previous = Histogram(), 0
+    buckets = re.findall(r'stage_seconds_bucket\{stage="total",pid="\d+",le="[^"]+"\} (\d+)', text)
+    for i, cumulative in enumerate(int(n) for n in buckets):
+        h.counts[i], previous = cumulative - previous, cumulative
+    outcomes = {o: float(n) for o, n in re.findall(r'outcome="(\w+)",pid="\d+"\} (\S+)', text)}
+    return h, outcomes
+
+
+def minus(after: Histogram, before: Histogram) -> Histogram:
+    h = Histogram()
+    h.counts = [a - b for a, b in zip(after.counts, before.counts, strict=True)]
+    return h
+
+
+def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    before, before_outcomes = server_histogram(http)
+    env = {**os.environ, "ATTNX_GRPC": grpc_target, "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "locustfile.py"),
+        "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),
+        "--run-time", f"{args.seconds}s", "--host", http, "--csv", str(out / "locust"),
+        "--html", str(out / "locust.html"), "--only-summary", "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    subprocess.run(command, env=env, check=True, cwd=REPO)
+    after, after_outcomes = server_histogram(http)
+    server = minus(after, before)
+    with (out / "locust_stats.csv").open() as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    total = rows["Aggregated"]
+    refused = sum(int(r["Request Count"]) for n, r in rows.items() if "invalid: refused" in n)
+    requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+    return {
+        "loadtest": "attnx",
+        "seconds": args.seconds,
+        "users": args.users,
+        "requests": requests,
+        "failures": failures,
+        "failure_rate": round(failures / max(requests, 1), 5),
+        "invalid_refused": refused,
+        "rps": round(float(total["Requests/s"]), 1),
+        "locust_p50_ms": float(total["50%"]),
+        "locust_p95_ms": float(total["95%"]),
+        "locust_p99_ms": float(total["99%"]),
+        "server_bids": server.count,
+        "server_p50_ms": round(server.quantile(0.5) * 1e3, 3),
+        "server_p99_ms": round(server.quantile(0.99) * 1e3, 3),
+        "server_invalid": after_outcomes.get("invalid", 0) - before_outcomes.get("invalid", 0),
+        "report": str(out / "locust.html"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--grpc", help="host:port of a running exchange (else one is started)")
+    parser.add_argument("--http", help="its HTTP base, http://host:port")
+    parser.add_argument("--out", default="var/loadtest", help="where locust's files go")
+    args = parser.parse_args()
+    if bool(args.grpc) != bool(args.http):
+        sys.exit("loadtest: give both --grpc and --http, or neither (one is started)")
+    if args.grpc:
+        summary = run_locust(args.grpc, args.http, args)
+    else:
+        with exchange_running() as (grpc_target, http):
+            summary = run_locust(grpc_target, http, args)
+    print(
+        f"{summary['requests']} requests in {args.seconds} s ({summary['rps']}/s), "
+        f"{summary['failures']} failed, {summary['invalid_refused']} invalid ones refused as "
+        f"they must be; locust p50/p95/p99 {summary['locust_p50_ms']:.0f}/"
+        f"{summary['locust_p95_ms']:.0f}/{summary['locust_p99_ms']:.0f} ms; the server's own "
+        f"p50/p99 {summary['server_p50_ms']:.3f}/{summary['server_p99_ms']:.3f} ms; "
+        f"report: {summary['report']}"
+    )
+    print(orjson.dumps(summary).decode())
+    sys.exit(1 if summary["failures"] else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -117,6 +117,7 @@ class Exchange:
                 history_len=a.history_len,
                 notice_url=config.notice_url,
                 max_imps=a.max_imps,
+                max_candidates=a.max_candidates,
                 take_rate_bps=st.take_rate_bps,
                 default_exp_s=st.default_exp_s,
                 max_exp_s=st.max_exp_s,

@@ -50,6 +50,7 @@ class AuctionSettings:
     history_len: int = 50  # L, the model's fixed behaviour-sequence length
     notice_url: str = "http://127.0.0.1:8080"  # base of nurl/burl/lurl
     max_imps: int = 64
+    max_candidates: int = 256  # C: the model scores at most this many per imp
     take_rate_bps: int = 1000  # the exchange's fee, fixed into each trade at the win
     default_exp_s: int = 3600  # unbilled trades void after imp.exp, or this
     max_exp_s: int = 86_400
@@ -147,6 +148,8 @@ class Auction:
                     rows = rows[self._rng.random(rows.size) < state.pass_rate[index.slot[rows]]]
                     if rows.size == 0:
                         continue
+            if rows.size > self.settings.max_candidates:
+                rows = self._shortlist(index, rows)
             placement = placement_of(req, imp, hour)
             win = self._rank_and_price(index, req, imp, rows, placement, history, history_len)
             if win is None:
@@ -175,6 +178,15 @@ class Auction:
         durable = settled[-1][1]  # the journal keeps order: the last trade's sync covers all
         bids = [bid for bid, _ in settled]
         return AuctionResult(req.id, cur, bids, durable=durable, shown=shown if billable else [])
+
+    def _shortlist(self, index: CampaignIndex, rows: np.ndarray) -> np.ndarray:
+        """The max_candidates rows with the highest bid the model could plausibly give
+        them (aCPM × multiplier × the creative's prior seconds): scoring thousands of
+        candidates would cost milliseconds, and the rest would not win. O(C)."""
+        k = self.settings.max_candidates
+        state = self.book.state
+        key = index.acpm[rows] * state.multiplier[index.slot[rows]] * index.prior_s[rows]  # [C]
+        return np.sort(rows[np.argpartition(-key, k - 1)[:k]])  # [K]
 
     @staticmethod
     def _imp_filter(index: CampaignIndex, imp: Imp) -> ImpFilter:

@@ -30,6 +30,7 @@ class AuctionConfig:
     tmax_margin_ms: float = 1.0
     history_len: int = 50
     max_imps: int = 64
+    max_candidates: int = 256  # per imp, the model scores at most this many (by prior bid)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def _check(config: Config) -> Config:
         "config.server.max_request_bytes": config.server.max_request_bytes,
         "config.auction.history_len": config.auction.history_len,
         "config.auction.max_imps": config.auction.max_imps,
+        "config.auction.max_candidates": config.auction.max_candidates,
         "config.campaigns.demo_count": config.campaigns.demo_count,
         "config.settlement.default_exp_s": config.settlement.default_exp_s,
         "config.settlement.max_exp_s": config.settlement.max_exp_s,

@@ -20,6 +20,7 @@ import numpy as np
 from exchange.campaigns import Campaign, Creative, CreativeKind
 from exchange.errors import NotFound
 from exchange.state import CampaignState
+from inference.baseline import prior_seconds
 from kernels.eligibility import eligible_rows
 
 ANY_DEVICE = 0xFF  # bit d set = device type d admitted; all bits = untargeted
@@ -139,6 +140,7 @@ class CampaignIndex:
         "mime": np.int32, "duration": np.float32,
         "acpm": np.int64, "devices": np.uint8, "tie": np.uint32, "any_cat": np.bool_,
         "any_country": np.bool_, "capped": np.bool_,  # has a frequency cap
+        "prior_s": np.float32,  # expected attentive seconds before scoring (candidate cap)
     }  # fmt: skip
     BITSET_ARRAYS: ClassVar[tuple[str, ...]] = ("target_cat", "creative_cat", "target_country")
 
@@ -219,6 +221,7 @@ class CampaignIndex:
                 "acpm": c.acpm_micros, "devices": devices, "tie": tie_key(c.id),
                 "any_cat": not t.cat, "any_country": not t.country,
                 "capped": c.frequency_cap is not None,
+                "prior_s": prior_seconds(creative.kind, creative.w, creative.h, creative.duration),
             }  # fmt: skip
             for name, value in values.items():
                 getattr(self, name)[row] = value

@@ -352,3 +352,31 @@ def test_the_callers_history_wins_and_the_stored_one_fills_in_without_it():
     run_for(h, stored, request(user=User(id="u", history=[9, 8])))
     run_for(h, stored, request(user=User(id="u")))
     assert scorer.histories == [[9, 8], [7, 5, 3]]
+
+
+class CountingScorer(FixedScorer):
+    def __init__(self) -> None:
+        self.scored: list[int] = []
+
+    def score(self, batch: ScoringBatch) -> Scores:
+        self.scored.append(len(batch.ads))
+        return super().score(batch)
+
+
+def test_too_many_candidates_are_shortlisted_by_their_prior_bid_before_scoring():
+    video = Creative(
+        "v-v", CreativeKind.VIDEO, 640, 360, mime="video/mp4", duration=30, adm="<VAST/>"
+    )
+    campaigns = [campaign(c, acpm) for c, acpm in (("a", 3.0), ("b", 2.5), ("c", 1.0))]
+    campaigns.append(campaign("v", 1.5, creatives=[video]))  # low aCPM, long attention prior
+    imp = Imp(id="1", banner=Banner(w=300, h=250), video=Video(mimes=["video/mp4"]))
+    h = Harness(campaigns, max_candidates=2)
+    h.auction.scorer = scorer = CountingScorer()
+    result = h.run(request(imp=[imp]))
+    assert scorer.scored == [2]  # a (3.0 x 1.25 s prior) and v (1.5 x 12.4 s): not b, c
+    assert winner(result) == "a"
+    assert result.bids[0].price_cpm_micros == int(1_500_000 * SECONDS) + 10_000  # v runner-up
+    h = Harness(campaigns)  # under the cap: every candidate is scored
+    h.auction.scorer = scorer = CountingScorer()
+    h.run(request(imp=[imp]))
+    assert scorer.scored == [4]

@@ -278,6 +278,7 @@ class Exchange:
     def warm_up(self) -> float:
         """Run test-mode auctions through every stage; returns the seconds it took."""
         started = time.perf_counter()
+        self.auction.warm_up()
         body = orjson.dumps({**example_request("warm-up"), "test": 1})
         for _ in range(WARM_UP_AUCTIONS):
             self.auction.run(decode_json(body), time.perf_counter_ns())

@@ -32,6 +32,7 @@ from exchange.validate import validate
 from inference.scorer import Placement, Scorer
 from kernels import pricing
 from kernels.eligibility import count_seen
+from kernels.shortlist import shortlist
 
 
 class NoBidReason(IntEnum):
@@ -179,14 +180,20 @@ class Auction:
         bids = [bid for bid, _ in settled]
         return AuctionResult(req.id, cur, bids, durable=durable, shown=shown if billable else [])
 
+    def warm_up(self) -> None:
+        """Compile (or load from cache) the kernels a small campaign set never reaches, so
+        that the first request with thousands of candidates does not."""
+        index, state = self.book.index, self.book.state
+        shortlist(np.zeros(2, np.int32), index.acpm, index.slot, state.multiplier, index.prior_s, 1)
+
     def _shortlist(self, index: CampaignIndex, rows: np.ndarray) -> np.ndarray:
         """The max_candidates rows with the highest bid the model could plausibly give
         them (aCPM × multiplier × the creative's prior seconds): scoring thousands of
         candidates would cost milliseconds, and the rest would not win. O(C)."""
-        k = self.settings.max_candidates
-        state = self.book.state
-        key = index.acpm[rows] * state.multiplier[index.slot[rows]] * index.prior_s[rows]  # [C]
-        return np.sort(rows[np.argpartition(-key, k - 1)[:k]])  # [K]
+        m = self.book.state.multiplier
+        return shortlist(
+            rows, index.acpm, index.slot, m, index.prior_s, self.settings.max_candidates
+        )  # [K]
 
     @staticmethod
     def _imp_filter(index: CampaignIndex, imp: Imp) -> ImpFilter:

@@ -21,6 +21,7 @@ from kernels.pricing import (
     top_k,
     top_k_oracle,
 )
+from kernels.shortlist import shortlist, shortlist_oracle
 
 INC = 10_000
 RICH = 10**12
@@ -291,3 +292,23 @@ def test_an_impossible_banner_size_matches_nothing_not_every_other_kind():
     for w, h in ((70_000, 250), (0, 0), (300, 65_536)):
         imp = ix.imp_filter([size_key(w, h)], None, False)
         assert ix.candidates(r, imp).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_shortlist_keeps_the_k_best_prior_bids_as_numpy_does(seed: int):
+    rng = np.random.default_rng(seed)
+    n_rows, n = 5_000, int(rng.integers(1, 3_000))
+    acpm = rng.choice([1_000_000, 2_000_000, 3_500_000], n_rows).astype(np.int64)  # ties
+    slot = rng.integers(0, 100, n_rows).astype(np.int32)
+    multiplier = rng.choice([0.5, 1.0], 100)
+    prior = rng.choice([1.25, 2.5, 12.4], n_rows).astype(np.float32)
+    rows = np.sort(rng.choice(n_rows, n, replace=False)).astype(np.int32)
+    k = int(rng.integers(1, 400))
+    got = shortlist(rows, acpm, slot, multiplier, prior, k)
+    want = shortlist_oracle(rows, acpm, slot, multiplier, prior, k)
+    assert got.size == min(k, n)
+    key = acpm[rows] * multiplier[slot[rows]] * prior[rows]
+    cut = np.sort(key)[::-1][min(k, n) - 1]
+    assert set(rows[key > cut]) <= set(got)  # everything strictly better is kept
+    assert np.all(np.isin(got, rows)) and np.all(np.diff(got) > 0)
+    assert sorted(key[np.searchsorted(rows, got)]) == sorted(key[np.searchsorted(rows, want)])

@@ -30,6 +30,8 @@ import grpc
 import pytest
 import redis
 
+from exchange.db import Database
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0  # the server drains in-flight calls for up to 5 s
@@ -259,6 +261,14 @@ def postgres_url() -> Iterator[str]:
             yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A ledger database of the test's own: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    return Database(request.getfixturevalue("postgres_url"))
 
 
 REDIS_URL = os.environ.get("ATTNX_TEST_REDIS", "redis://127.0.0.1:6379/15")

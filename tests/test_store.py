@@ -21,13 +21,6 @@ from exchange.settlement import Notice, Outcome, State, Trade
 from exchange.store import Store, encode_trade
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        return Database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    return Database(request.getfixturevalue("postgres_url"))
-
-
 class Clock:
     def __init__(self) -> None:
         self.ns = 1_000_000_000

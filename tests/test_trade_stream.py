@@ -23,13 +23,6 @@ from tests.conftest import PrivateRedis, RedisTarget
 from tests.test_store import won
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        return Database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    return Database(request.getfixturevalue("postgres_url"))
-
-
 class StreamRig:
     """One bid server's settlement side as the exchange wires it with shared state:
     journal -> shipper -> stream; the store sweeps and moves the journal's mark."""

@@ -115,20 +115,26 @@ async def _drive(target: str, bodies: list[bytes], concurrency: int, seconds: fl
     }
 
 
-def load(target: str, concurrency: int, seconds: float) -> dict:
-    """Saturation, then low load, from a fresh process (it needs its own core time)."""
+def drive(target: str, concurrency: int, seconds: float) -> dict:
+    """The load generator (`_drive`) in a fresh process: it needs its own core time."""
     script = (
-        "import asyncio, json, sys\n"
+        "import asyncio, json\n"
         "from bench.scaleout import _drive, _requests\n"
-        f"bodies = _requests({int(seconds * 6000) + 1000})\n"
-        f"high = asyncio.run(_drive({target!r}, bodies, {concurrency}, {seconds}))\n"
-        f"low = asyncio.run(_drive({target!r}, bodies[::-1], 2, {seconds}))\n"
-        "print(json.dumps({'saturation': high, 'low': low}))\n"
+        f"bodies = _requests({int(seconds * 8000) + 1000})\n"
+        f"print(json.dumps(asyncio.run(_drive({target!r}, bodies, {concurrency}, {seconds}))))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def load(target: str, concurrency: int, seconds: float) -> dict:
+    """Saturation, then low load (2 in flight)."""
+    return {
+        "saturation": drive(target, concurrency, seconds),
+        "low": drive(target, 2, seconds),
+    }
 
 
 ROLES = {  # a command-line word -> the role its CPU time is counted under

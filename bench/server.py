@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from bench.scaleout import running_server
-from exchange.metrics import STAGES, Histogram
+from bench.scaleout import drive, running_server
+from exchange.metrics import BidMetrics
 
 
 def _echo_response() -> bytes:
@@ -81,30 +80,8 @@ def echo_server(folder: Path):
         process.wait(10)
 
 
-def drive(target: str, concurrency: int, seconds: float) -> dict:
-    """bench.scaleout's load generator, in a fresh process (it needs its own core time)."""
-    script = (
-        "import asyncio, json\n"
-        "from bench.scaleout import _drive, _requests\n"
-        f"bodies = _requests({int(seconds * 8000) + 1000})\n"
-        f"print(json.dumps(asyncio.run(_drive({target!r}, bodies, {concurrency}, {seconds}))))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def stage_histograms(http: str) -> dict[str, Histogram]:
-    text = httpx.get(f"{http}/metrics", timeout=10).text
-    out = {}
-    for stage in STAGES:
-        h, previous = Histogram(), 0
-        pattern = rf'stage_seconds_bucket\{{stage="{stage}",pid="\d+",le="[^"]+"\}} (\d+)'
-        for i, cumulative in enumerate(int(n) for n in re.findall(pattern, text)):
-            h.counts[i], previous = cumulative - previous, cumulative
-        out[stage] = h
-    return out
+def server_metrics(http: str) -> BidMetrics:
+    return BidMetrics.parse(httpx.get(f"{http}/metrics", timeout=10).text)
 
 
 def main() -> None:
@@ -133,13 +110,11 @@ def main() -> None:
         with running_server(folder, "--config", str(cfg)) as (target, _pid):
             http = f"http://127.0.0.1:{orjson.loads((folder / 'ports.json').read_bytes())['http']}"
             saturation = drive(target, args.concurrency, args.seconds)
-            before = stage_histograms(http)
+            before = server_metrics(http)
             low = drive(target, 1, args.seconds)
-            after = stage_histograms(http)
+            at_low = server_metrics(http).since(before)
         stages = {}
-        for stage in STAGES:
-            h, new, old = Histogram(), after[stage].counts, before[stage].counts
-            h.counts = [a - b for a, b in zip(new, old, strict=True)]
+        for stage, h in at_low.stages.items():
             stages[stage] = {
                 "p50_us": round(h.quantile(0.5) * 1e6, 1),
                 "p99_us": round(h.quantile(0.99) * 1e6, 1),

@@ -20,6 +20,7 @@ picks, so the figures are one worker's (labelled with its pid).
 from __future__ import annotations
 
 import os
+import re
 from bisect import bisect_left
 from collections import Counter
 
@@ -43,6 +44,13 @@ class Histogram:
     def observe_ns(self, ns: int) -> None:
         self.counts[bisect_left(_BOUNDS_NS, ns)] += 1
         self.sum_ns += ns
+
+    def since(self, earlier: Histogram) -> Histogram:
+        """What was counted between `earlier` and this one."""
+        h = Histogram()
+        h.counts = [a - b for a, b in zip(self.counts, earlier.counts, strict=True)]
+        h.sum_ns = self.sum_ns - earlier.sum_ns
+        return h
 
     @property
     def count(self) -> int:
@@ -75,6 +83,28 @@ class BidMetrics:
         self.stages["encode"].observe_ns(done_ns - encoding_ns)
         self.stages["total"].observe_ns(done_ns - received_ns)
         self.outcomes["bid" if result_has_bids else "nobid"] += 1
+
+    def since(self, earlier: BidMetrics) -> BidMetrics:
+        """What was counted between two scrapes of one process."""
+        m = BidMetrics()
+        m.stages = {s: h.since(earlier.stages[s]) for s, h in self.stages.items()}
+        m.outcomes = Counter({o: self.outcomes[o] - earlier.outcomes[o] for o in OUTCOMES})
+        return m
+
+    @classmethod
+    def parse(cls, text: str) -> BidMetrics:
+        """Read back what `render` wrote (a load test's or a benchmark's scrape)."""
+        m = cls()
+        for stage, h in m.stages.items():
+            bucket = rf'stage_seconds_bucket\{{stage="{stage}",pid="\d+",le="[^"]+"\}} (\d+)'
+            cumulative = [int(n) for n in re.findall(bucket, text)]
+            if len(cumulative) == len(h.counts):  # else: not in this scrape, left at zero
+                h.counts = [b - a for a, b in zip([0, *cumulative], cumulative, strict=False)]
+            if total := re.search(rf'seconds_sum\{{stage="{stage}",pid="\d+"\}} (\S+)', text):
+                h.sum_ns = round(float(total.group(1)) * 1e9)
+        for outcome, n in re.findall(r'requests_total\{outcome="(\w+)",pid="\d+"\} (\d+)', text):
+            m.outcomes[outcome] = int(n)
+        return m
 
     def render(self) -> str:
         """The Prometheus text exposition of every histogram and counter."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from exchange.metrics import Histogram
+from exchange.metrics import BidMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,27 +41,14 @@ def exchange_running():
         yield grpc_target, f"http://127.0.0.1:{ports['http']}"
 
 
-def server_histogram(http: str) -> tuple[Histogram, dict[str, float]]:
-    """The server's total-time histogram and its outcome counters, from /metrics."""
-    text = httpx.get(f"{http}/metrics", timeout=10).text
-    h, previous = Histogram(), 0
-    buckets = re.findall(r'stage_seconds_bucket\{stage="total",pid="\d+",le="[^"]+"\} (\d+)', text)
-    for i, cumulative in enumerate(int(n) for n in buckets):
-        h.counts[i], previous = cumulative - previous, cumulative
-    outcomes = {o: float(n) for o, n in re.findall(r'outcome="(\w+)",pid="\d+"\} (\S+)', text)}
-    return h, outcomes
-
-
-def minus(after: Histogram, before: Histogram) -> Histogram:
-    h = Histogram()
-    h.counts = [a - b for a, b in zip(after.counts, before.counts, strict=True)]
-    return h
+def server_metrics(http: str) -> BidMetrics:
+    return BidMetrics.parse(httpx.get(f"{http}/metrics", timeout=10).text)
 
 
 def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    before, before_outcomes = server_histogram(http)
+    before = server_metrics(http)
     env = {**os.environ, "ATTNX_GRPC": grpc_target, "PYTHONPATH": str(REPO)}
     command = [
         sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "locustfile.py"),
@@ -71,8 +57,8 @@ def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
         "--html", str(out / "locust.html"), "--only-summary", "--exit-code-on-error", "0",
     ]  # fmt: skip
     subprocess.run(command, env=env, check=True, cwd=REPO)
-    after, after_outcomes = server_histogram(http)
-    server = minus(after, before)
+    during = server_metrics(http).since(before)
+    server = during.stages["total"]
     with (out / "locust_stats.csv").open() as f:
         rows = {row["Name"]: row for row in csv.DictReader(f)}
     total = rows["Aggregated"]
@@ -93,7 +79,7 @@ def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
         "server_bids": server.count,
         "server_p50_ms": round(server.quantile(0.5) * 1e3, 3),
         "server_p99_ms": round(server.quantile(0.99) * 1e3, 3),
-        "server_invalid": after_outcomes.get("invalid", 0) - before_outcomes.get("invalid", 0),
+        "server_invalid": during.outcomes["invalid"],
         "report": str(out / "locust.html"),
     }
 

@@ -72,3 +72,19 @@ def test_a_running_server_counts_its_bids_per_stage_and_outcome(start_server):
     parts = sum(got[f'attnx_bid_stage_seconds_sum{{stage="{s}"}}'] for s in ("auction", "durable"))
     assert 0 < parts < total  # the stages fit inside the whole
     server.assert_graceful_exit()
+
+
+def test_a_scrape_reads_back_as_rendered_and_two_scrapes_subtract():
+    m = BidMetrics()
+    m.stages["total"].observe_ns(150_000)
+    m.stages["auction"].observe_ns(2_000_000_000)  # above every bound
+    m.outcomes["invalid"] += 2
+    earlier = BidMetrics.parse(m.render())
+    assert earlier.stages["total"].counts == m.stages["total"].counts
+    assert earlier.stages["auction"].counts == m.stages["auction"].counts
+    assert earlier.stages["total"].sum_ns == 150_000 and earlier.outcomes["invalid"] == 2
+    m.stages["total"].observe_ns(4_000_000)
+    m.answered(True, 0, 0, 1_000)
+    later = BidMetrics.parse(m.render()).since(earlier)
+    assert later.stages["total"].count == 2 and later.stages["auction"].count == 0
+    assert later.outcomes["bid"] == 1 and later.outcomes["invalid"] == 0

@@ -136,7 +136,8 @@ class Exchange:
             if shared
             else None,
         )
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []  # cancelled at close
+        self._leasing: asyncio.Task | None = None  # stopped between rounds at close
 
     async def shared_spend(self) -> dict[str, int] | None:
         """With shared state, today's spend of every server, as the ledger has booked it
@@ -194,7 +195,7 @@ class Exchange:
                 await self.leases.refill()
             except Exception as exc:  # bidding starts as leases arrive
                 log.warning("no budget leases yet (%s): retrying in the background", exc)
-            self._tasks.append(asyncio.create_task(self.leases.run(), name="leases"))
+            self._leasing = asyncio.create_task(self.leases.run(), name="leases")
 
     async def _follow_campaigns(self) -> None:
         """Apply the campaign changes other bid servers saved (Admin calls reach one
@@ -288,13 +289,11 @@ class Exchange:
         """Stop pacing and leasing; the settlement process books everything journaled,
         then exits; unspent leases go back to the bank."""
         for task in self._tasks:
-            if task.get_name() != "leases":
-                task.cancel()
-        keeper = next((t for t in self._tasks if t.get_name() == "leases"), None)
-        if keeper is not None:  # its round in flight finishes: no grant is lost
+            task.cancel()
+        if self._leasing is not None:  # its round in flight finishes: no grant is lost
             self.leases.stopping = True
             try:
-                await asyncio.wait_for(keeper, timeout=5)
+                await asyncio.wait_for(self._leasing, timeout=5)
             except TimeoutError:
                 log.warning("the lease keeper did not stop in 5 s: cancelled")
         await self.settlement.close()

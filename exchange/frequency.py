@@ -15,6 +15,8 @@ import numpy as np
 from exchange.index import CampaignIndex
 from exchange.users import Impression, UserState
 
+NONE_BLOCKED = np.zeros(0, dtype=np.int32)  # shared, never written: `shown` appends a copy
+
 
 class CapCheck:
     """One request's view of the user's caps; wins within the request count too."""
@@ -22,11 +24,11 @@ class CapCheck:
     def __init__(self, index: CampaignIndex, user: UserState | None, now_ms: int) -> None:
         self.index, self.now_ms = index, now_ms
         self.unknown = user is not None and not user.known  # the store is unreachable
-        self.seen = dict(user.seen) if user is not None else {}
-        self.blocked = np.array(
-            [s for c, times in self.seen.items() if (s := self._capped_slot(c, times)) >= 0],
-            dtype=np.int32,
-        )  # [K] campaign slots at their cap
+        self.seen = user.seen if user is not None else {}  # the caller's own copy
+        self.blocked = NONE_BLOCKED  # [K] campaign slots at their cap
+        if self.seen:
+            slots = [s for c, times in self.seen.items() if (s := self._capped_slot(c, times)) >= 0]
+            self.blocked = np.array(slots, dtype=np.int32)
 
     def _capped_slot(self, campaign_id: str, times: list[int]) -> int:
         entry = self.index.entry_of.get(campaign_id)

@@ -103,30 +103,50 @@ async def _drive(target: str, bodies: list[bytes], concurrency: int, seconds: fl
                 except grpc.RpcError:
                     errors += 1
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     lat = np.array(latencies) * 1e6
     return {
         "rps": round(len(latencies) / elapsed, 1),
         "p50_us": round(float(np.percentile(lat, 50)), 1),
         "p99_us": round(float(np.percentile(lat, 99)), 1),
         "errors": errors,
+        "generator_cpu_us_per_request": round(cpu / max(len(latencies), 1) * 1e6, 1),
     }
 
 
-def drive(target: str, concurrency: int, seconds: float) -> dict:
-    """The load generator (`_drive`) in a fresh process: it needs its own core time."""
+def drive(target: str, concurrency: int, seconds: float, bodies: Path | None = None) -> dict:
+    """The load generator (`_drive`) in a fresh process: it needs its own core time.
+    `bodies`: a file from `save_requests` (encoding them takes seconds per run)."""
+    make = (
+        f"load_requests({str(bodies)!r})" if bodies else f"_requests({int(seconds * 8000) + 1000})"
+    )
     script = (
         "import asyncio, json\n"
-        "from bench.scaleout import _drive, _requests\n"
-        f"bodies = _requests({int(seconds * 8000) + 1000})\n"
+        "from bench.scaleout import _drive, _requests, load_requests\n"
+        f"bodies = {make}\n"
         f"print(json.dumps(asyncio.run(_drive({target!r}, bodies, {concurrency}, {seconds}))))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def save_requests(path: Path, n: int) -> Path:
+    """Encode n requests once for several `drive` runs: length-prefixed protobufs."""
+    path.write_bytes(b"".join(len(b).to_bytes(4, "little") + b for b in _requests(n)))
+    return path
+
+
+def load_requests(path: str) -> list[bytes]:
+    data, bodies, pos = Path(path).read_bytes(), [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "little")
+        bodies.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return bodies
 
 
 def load(target: str, concurrency: int, seconds: float) -> dict:

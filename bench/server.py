@@ -3,23 +3,28 @@
     python -m bench.server [--seconds 8] [--concurrency 64] [--campaigns 10000]
 
 Workload, in one run, one after the other on this machine:
-  (a) echo: a grpc.aio server on uvloop with the server's options, implementing
-      `attnx.v1.Exchange/Bid` by returning one fixed, pre-encoded BidResponse;
+  (a) echo: a server implementing `attnx.v1.Exchange/Bid` by returning one fixed,
+      pre-encoded BidResponse, three ways: grpc.aio on uvloop with the server's
+      options (attnx's own front end: the `echo_rps` the ratio is taken against),
+      grpc.aio on asyncio's loop, and the synchronous grpc server on 16 threads;
   (b) attnx: `attnx serve` on embedded defaults (the shipped model on ONNX Runtime,
       a SQLite ledger, its journal) with `--campaigns` generated demo campaigns.
-The same load generator (grpc.aio in its own process: bench.scaleout's, every request
-a new id from 50k users) drives each at `--concurrency` calls in flight (saturation)
-and then at 1 in flight (the round trip). For attnx the server's own per-stage
-p50/p99 at 1 in flight come from its `GET /metrics`: where the time goes. On 2 cores
-the generator shares the machine with the server, so the echo figure is partly the
-generator's limit: the ratio is a lower bound of how close attnx comes to its stack.
-The last line is one JSON object.
+The same load generator (grpc.aio in its own process: bench.scaleout's, pre-encoded
+requests from 50k users, every request a new id) drives each at `--concurrency` calls
+in flight (saturation) and then at 1 in flight (the round trip). CPU time per request
+at saturation is counted per process (echo; attnx's server and settlement process;
+the generator): each server is one event-loop process, so its rate is at most one
+core over its CPU per request, and echo µs / attnx server µs is the ratio the
+arithmetic allows. For attnx the server's own per-stage p50/p99 at 1 in flight come
+from its `GET /metrics`: where the time goes. On 2 cores the generator shares the
+machine with the servers. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,9 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import orjson
 
-from bench.scaleout import drive, running_server
+from bench.scaleout import cpu_seconds, drive, running_server, save_requests
 from exchange.metrics import BidMetrics
 
 
@@ -46,35 +52,70 @@ def _echo_response() -> bytes:
     return json_format.ParseDict(body, openrtb_pb2.BidResponse()).SerializeToString()
 
 
-async def _serve_echo(ports_file: Path) -> None:
+ECHO_KINDS = ("aio-uvloop", "aio-asyncio", "threads")  # the first is attnx's own set-up
+
+
+def _echo_handler():
     import grpc
 
     response = _echo_response()
 
-    async def bid(request: bytes, context) -> bytes:
+    def bid(request: bytes, context) -> bytes:
         return response
 
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 * 1024)])
-    handler = grpc.method_handlers_generic_handler(
-        "attnx.v1.Exchange", {"Bid": grpc.unary_unary_rpc_method_handler(bid)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    ports_file.write_text(json.dumps({"grpc": port}))
-    await server.wait_for_termination()
+    async def bid_async(request: bytes, context) -> bytes:
+        return response
+
+    def handler(asynchronous: bool):
+        method = grpc.unary_unary_rpc_method_handler(bid_async if asynchronous else bid)
+        return grpc.method_handlers_generic_handler("attnx.v1.Exchange", {"Bid": method})
+
+    return handler
+
+
+def _serve_echo(kind: str, ports_file: Path) -> None:
+    """One echo server of `kind`: grpc.aio on uvloop (as attnx), on asyncio's own loop,
+    or the synchronous server answering from a thread pool."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    import uvloop
+
+    options = [("grpc.max_receive_message_length", 256 * 1024)]
+    handler = _echo_handler()
+    if kind == "threads":
+        server = grpc.server(ThreadPoolExecutor(max_workers=16), options=options)
+        server.add_generic_rpc_handlers((handler(False),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        ports_file.write_text(json.dumps({"grpc": port}))
+        server.wait_for_termination()
+        return
+
+    async def serve() -> None:
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((handler(True),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        ports_file.write_text(json.dumps({"grpc": port}))
+        await server.wait_for_termination()
+
+    (uvloop.run if kind == "aio-uvloop" else asyncio.run)(serve())
 
 
 @contextmanager
-def echo_server(folder: Path):
-    ports = folder / "echo.json"
-    process = subprocess.Popen([sys.executable, "-m", "bench.server", "--serve-echo", str(ports)])
+def echo_server(folder: Path, kind: str = "aio-uvloop"):
+    ports = folder / f"echo-{kind}.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.server", "--serve-echo", kind, str(ports)]
+    )
     try:
         while not ports.exists():
             if process.poll() is not None:
-                raise RuntimeError("the echo server did not start")
+                raise RuntimeError(f"the {kind} echo server did not start")
             time.sleep(0.05)
-        yield f"127.0.0.1:{json.loads(ports.read_text())['grpc']}"
+        yield f"127.0.0.1:{json.loads(ports.read_text())['grpc']}", process.pid
     finally:
         process.terminate()
         process.wait(10)
@@ -84,51 +125,97 @@ def server_metrics(http: str) -> BidMetrics:
     return BidMetrics.parse(httpx.get(f"{http}/metrics", timeout=10).text)
 
 
+def _process_cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) of one process so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def disk_sync_us(folder: Path, writes: int = 1000, gap_s: float = 0.002) -> dict:
+    """The journal's floor: p50/p99 of one O_DSYNC append of a trade-sized record on this
+    disk, at a low rate (a bid at 1 in flight waits for one such sync)."""
+    fd = os.open(folder / "sync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_DSYNC)
+    took = []
+    try:
+        for _ in range(writes):
+            started = time.perf_counter_ns()
+            os.write(fd, bytes(300))
+            took.append(time.perf_counter_ns() - started)
+            time.sleep(gap_s)
+    finally:
+        os.close(fd)
+    return {f"p{q}_us": round(float(np.percentile(took, q)) / 1000, 1) for q in (50, 99)}
+
+
+def _phases(target: str, args, bodies: dict[str, Path], cpu) -> dict:
+    """Saturation, then 1 in flight; CPU µs per request at saturation, by process."""
+    before = cpu()
+    saturation = drive(target, args.concurrency, args.seconds, bodies["saturation"])
+    spent = {k: v - before.get(k, 0.0) for k, v in cpu().items()}
+    served = saturation["rps"] * args.seconds
+    cpu_us = {k: round(v / served * 1e6, 1) for k, v in spent.items()}
+    cpu_us["generator"] = saturation["generator_cpu_us_per_request"]
+    return {"saturation": saturation, "cpu_us_per_request": cpu_us}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--campaigns", type=int, default=10_000)
-    parser.add_argument("--serve-echo", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-echo", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
-        import uvloop
-
-        uvloop.run(_serve_echo(args.serve_echo))
+        _serve_echo(args.serve_echo[0], Path(args.serve_echo[1]))
         return
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="attnx-bench-server-") as tmp:
         folder = Path(tmp)
-        with echo_server(folder) as target:
-            results["echo"] = {
-                "saturation": drive(target, args.concurrency, args.seconds),
-                "low": drive(target, 1, args.seconds),
-            }
+        # Request ids must not repeat within a server (a repeat is a retry): a file per phase.
+        bodies = {
+            "saturation": save_requests(folder / "saturation.bin", int(args.seconds * 4000)),
+            "low": save_requests(folder / "low.bin", int(args.seconds * 2000)),
+        }
+        disk = disk_sync_us(folder)
+        for kind in ECHO_KINDS:
+            with echo_server(folder, kind) as (target, pid):
+                r = results[f"echo {kind}"] = _phases(
+                    target, args, bodies, lambda pid=pid: {"echo": _process_cpu_s(pid)}
+                )
+                r["low"] = drive(target, 1, args.seconds, bodies["low"])
         cfg = folder / "attnx.toml"
         cfg.write_text(f"[campaigns]\ndemo_count = {args.campaigns}\n")
-        with running_server(folder, "--config", str(cfg)) as (target, _pid):
+        with running_server(folder, "--config", str(cfg)) as (target, pid):
             http = f"http://127.0.0.1:{orjson.loads((folder / 'ports.json').read_bytes())['http']}"
-            saturation = drive(target, args.concurrency, args.seconds)
+            r = results["attnx"] = _phases(target, args, bodies, lambda: cpu_seconds(pid))
             before = server_metrics(http)
-            low = drive(target, 1, args.seconds)
+            r["low"] = drive(target, 1, args.seconds, bodies["low"])
             at_low = server_metrics(http).since(before)
-        stages = {}
-        for stage, h in at_low.stages.items():
-            stages[stage] = {
+        r["server_stages_low"] = stages = {
+            stage: {
                 "p50_us": round(h.quantile(0.5) * 1e6, 1),
                 "p99_us": round(h.quantile(0.99) * 1e6, 1),
             }
-        results["attnx"] = {"saturation": saturation, "low": low, "server_stages_low": stages}
+            for stage, h in at_low.stages.items()
+        }
     for name, r in results.items():
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu_us_per_request"].items()))
         print(
-            f"{name:<6} saturation {r['saturation']['rps']:>7.1f} RPS at {args.concurrency} in "
-            f"flight; 1 in flight: {r['low']['rps']:.0f} RPS, round trip p50 "
+            f"{name:<17} saturation {r['saturation']['rps']:>7.1f} RPS at {args.concurrency} in "
+            f"flight (CPU µs/request: {cpu}); 1 in flight: round trip p50 "
             f"{r['low']['p50_us'] / 1000:.2f} ms, p99 {r['low']['p99_us'] / 1000:.2f} ms"
         )
     print("attnx, 1 in flight, inside the server (p50/p99 µs): " + ", ".join(
         f"{s} {v['p50_us']:.0f}/{v['p99_us']:.0f}" for s, v in stages.items()))  # fmt: skip
-    echo_rps, attnx_rps = results["echo"]["saturation"]["rps"], saturation["rps"]
+    echo, attnx = results[f"echo {ECHO_KINDS[0]}"], results["attnx"]
+    echo_rps, attnx_rps = echo["saturation"]["rps"], attnx["saturation"]["rps"]
+    # The bound the arithmetic sets: the echo server's CPU per request over attnx's
+    # server process's (each is one event-loop process: its rate is 1 / its cost).
+    bound = echo["cpu_us_per_request"]["echo"] / attnx["cpu_us_per_request"]["server"]
+    print(f"ratio {attnx_rps / echo_rps:.3f}; CPU bound (echo µs / attnx server µs) {bound:.3f}")
+    print(f"this disk's O_DSYNC append (the durable stage's floor): p50 {disk['p50_us']:.0f} µs, "
+          f"p99 {disk['p99_us']:.0f} µs")  # fmt: skip
     report = {
         "bench": "server",
         "workload": {
@@ -140,9 +227,11 @@ def main() -> None:
         "echo_rps": echo_rps,
         "attnx_rps": attnx_rps,
         "ratio": round(attnx_rps / echo_rps, 3),
-        "p50_ms": round(low["p50_us"] / 1000, 3),
-        "p99_ms": round(low["p99_us"] / 1000, 3),
+        "cpu_ratio_bound": round(bound, 3),
+        "p50_ms": round(attnx["low"]["p50_us"] / 1000, 3),
+        "p99_ms": round(attnx["low"]["p99_us"] / 1000, 3),
         "concurrency": args.concurrency,
+        "disk_sync_us": disk,
         "setups": results,
     }
     print(orjson.dumps(report).decode())

@@ -181,10 +181,13 @@ class Auction:
         return AuctionResult(req.id, cur, bids, durable=durable, shown=shown if billable else [])
 
     def warm_up(self) -> None:
-        """Compile (or load from cache) the kernels a small campaign set never reaches, so
-        that the first request with thousands of candidates does not."""
+        """Compile (or load from cache: ~0.1 s each) the kernels that test-mode warm-up
+        auctions never reach: the shortlist (a small campaign set has no need of it) and
+        the pacer's counter (billable requests only). No request may wait for them."""
         index, state = self.book.index, self.book.state
-        shortlist(np.zeros(2, np.int32), index.acpm, index.slot, state.multiplier, index.prior_s, 1)
+        none = np.zeros(0, np.int32)
+        shortlist(none, index.acpm, index.slot, state.multiplier, index.prior_s, 1)
+        count_seen(none, index.slot, state.seen)
 
     def _shortlist(self, index: CampaignIndex, rows: np.ndarray) -> np.ndarray:
         """The max_candidates rows with the highest bid the model could plausibly give

@@ -19,6 +19,7 @@ picks, so the figures are one worker's (labelled with its pid).
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from bisect import bisect_left
@@ -129,5 +130,18 @@ class BidMetrics:
         lines += [
             f'attnx_bid_requests_total{{outcome="{o}",pid="{pid}"}} {self.outcomes[o]}'
             for o in OUTCOMES
+        ]
+        lines += [  # a full collection pauses every request in flight: see [server] gc_freeze
+            "# HELP attnx_gc_collections_total Cyclic garbage collections, by generation.",
+            "# TYPE attnx_gc_collections_total counter",
+        ]
+        lines += [
+            f'attnx_gc_collections_total{{generation="{g}",pid="{pid}"}} {stats["collections"]}'
+            for g, stats in enumerate(gc.get_stats())
+        ]
+        lines += [
+            "# HELP attnx_gc_frozen_objects Objects the collector no longer walks (gc.freeze).",
+            "# TYPE attnx_gc_frozen_objects gauge",
+            f'attnx_gc_frozen_objects{{pid="{pid}"}} {gc.get_freeze_count()}',
         ]
         return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -96,6 +97,9 @@ async def serve(config: Config, ports_file: Path | None = None, reuse_port: bool
         len(exchange.book.index),
         exchange.scorer.name,
     )
+    if config.server.gc_freeze:
+        gc.collect()
+        gc.freeze()
     grpc_server = http = http_task = None
     try:
         grpc_server, grpc_port = await start_grpc(exchange, config.server.grpc, reuse_port)

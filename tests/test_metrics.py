@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 
 import grpc
@@ -43,10 +44,22 @@ def test_the_exposition_is_cumulative_and_names_every_stage_and_outcome():
         assert f'stage="{stage}"' in text
 
 
+def test_the_exposition_counts_full_garbage_collections():
+    def full_collections() -> int:
+        text = BidMetrics().render()
+        return int(
+            re.search(r'attnx_gc_collections_total\{generation="2",pid="\d+"\} (\d+)', text)[1]
+        )
+
+    before = full_collections()
+    gc.collect()
+    assert full_collections() == before + 1
+
+
 def scrape(base: str) -> dict[str, float]:
     text = httpx.get(f"{base}/metrics", timeout=TIMEOUT).text
     return {
-        re.sub(r',?pid="\d+"', "", name): float(value)
+        re.sub(r',?pid="\d+"', "", name).removesuffix("{}"): float(value)
         for name, value in re.findall(r"^(attnx_\S+) (\S+)$", text, re.M)
     }
 
@@ -71,6 +84,15 @@ def test_a_running_server_counts_its_bids_per_stage_and_outcome(start_server):
     total = got['attnx_bid_stage_seconds_sum{stage="total"}']
     parts = sum(got[f'attnx_bid_stage_seconds_sum{{stage="{s}"}}'] for s in ("auction", "durable"))
     assert 0 < parts < total  # the stages fit inside the whole
+    assert got["attnx_gc_frozen_objects"] > 10_000  # start-up's objects: [server] gc_freeze
+    server.assert_graceful_exit()
+
+
+def test_gc_freeze_can_be_turned_off(start_server, tmp_path):
+    config = tmp_path / "attnx.toml"
+    config.write_text("[server]\ngc_freeze = false\n")
+    server = start_server("--config", str(config))
+    assert scrape(server.http_base)["attnx_gc_frozen_objects"] == 0
     server.assert_graceful_exit()
 
 

@@ -12,6 +12,8 @@ RPS), then 1 in flight for `--seconds` (the round trip, and the server's own p50
 of the whole bid path from its /metrics). CPU time per request is counted per
 process kind (bid servers, settlement processes) and for the generator. A variant
 is a few lines of TOML and `attnx serve` arguments; `baseline` is the defaults.
+Then, in this process, what `[server] gc_freeze` is for: the time one full garbage
+collection takes with the exchange loaded, before and after gc.freeze().
 The last line is one JSON object: per variant the median over rounds.
 """
 
@@ -72,6 +74,47 @@ def run_variant(
     }
 
 
+def full_collection_ms(folder: Path, campaigns: int) -> dict[str, float]:
+    """What `[server] gc_freeze` is for: the time of one full cyclic collection (which
+    pauses every request in flight) in a process holding the exchange with `campaigns`
+    campaigns, before and after gc.freeze(); the fastest of 5 each."""
+    import asyncio
+    import gc
+    import time
+    from dataclasses import replace
+
+    from exchange.app import Exchange
+    from exchange.config import load_config
+
+    async def measure() -> dict[str, float]:
+        config = load_config(None)
+        config = replace(
+            config,
+            campaigns=replace(config.campaigns, demo_count=campaigns),
+            store=replace(config.store, url=f"sqlite:///{folder}/gc.db", journal=f"{folder}/j"),
+        )
+        exchange = Exchange(config)
+        await exchange.start()
+        exchange.warm_up()
+        took = {}
+        for label in ("not_frozen", "frozen"):
+            if label == "frozen":
+                gc.collect()
+                gc.freeze()
+            runs = []
+            for _ in range(5):
+                started = time.perf_counter()
+                gc.collect()
+                runs.append((time.perf_counter() - started) * 1000)
+            took[f"{label}_ms"] = round(min(runs), 2)
+        took["frozen_objects"] = gc.get_freeze_count()
+        gc.unfreeze()
+        await exchange.close()
+        return took
+
+    return asyncio.run(measure())
+
+
 def median_of(runs: list[dict]) -> dict:
     out = {
         k: round(statistics.median(r[k] for r in runs), 1)
@@ -126,6 +169,12 @@ def main() -> None:
                     f"(in the server: {inside}); CPU µs/request: {cpu}",
                     flush=True,
                 )
+        collection = full_collection_ms(Path(tmp), args.campaigns)
+    print(
+        f"one full garbage collection with {args.campaigns} campaigns loaded: "
+        f"{collection['not_frozen_ms']:.1f} ms, after gc.freeze() {collection['frozen_ms']:.1f} ms "
+        f"({collection['frozen_objects']} objects frozen)"
+    )
     results = {name: median_of(rs) for name, rs in runs.items()}
     report = {
         "bench": "tuning",
@@ -141,6 +190,7 @@ def main() -> None:
             name: {"toml": VARIANTS[name][0], "args": VARIANTS[name][1]} for name in names
         },
         "results": results,
+        "full_gc": collection,
     }
     print(orjson.dumps(report).decode())
 

@@ -22,9 +22,10 @@ class ServerConfig:
     http: str = "127.0.0.1:8080"
     public_url: str = ""  # base of notice URLs in bids; "" = http://<server.http>
     max_request_bytes: int = 256 * 1024
-    # After warm-up, move start-up's objects (campaigns, index, model: ~250k at 10k
-    # campaigns) out of the cyclic collector's reach: a full collection walked them in
-    # 60-120 ms, mid-request (bench.tuning: gc_freeze). Cycles among them are never freed.
+    # After warm-up, move start-up's objects (campaigns, index, model: ~245k at 10k
+    # campaigns) out of the cyclic collector's reach: a full collection, rare but pausing
+    # every request in flight, walked them in ~130 ms (bench.tuning). Cycles among
+    # them are never freed.
     gc_freeze: bool = True
 
 

@@ -189,7 +189,7 @@ def stages(auction: Auction, iterations: int) -> dict[str, float]:
         return index.candidates(r, auction._imp_filter(index, imp))
 
     rows = eligibility()
-    history, n = history_of(req, 50)
+    history, n = history_of(req, None, 50)
     placement = placement_of(req, imp, 12)
     batch = scoring_batch(index, rows, placement, history, n)
     scores = auction.scorer.score(batch)
@@ -207,7 +207,7 @@ def stages(auction: Auction, iterations: int) -> dict[str, float]:
         "decode": lambda: decode_proto(openrtb_pb2.BidRequest.FromString(body)),
         "validate": lambda: validate(req, RATES, 64),
         "eligibility": eligibility,
-        "features": lambda: scoring_batch(index, rows, placement, *history_of(req, 50)),
+        "features": lambda: scoring_batch(index, rows, placement, *history_of(req, None, 50)),
         "score": lambda: auction.scorer.score(batch),
         "rank_price": rank_price,
         "encode": lambda: to_proto(result).SerializeToString(),

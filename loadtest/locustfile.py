@@ -25,10 +25,15 @@ import grpc  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from locust import FastHttpUser, User, constant, task  # noqa: E402
 
-from loadtest.traffic import INVALID_MESSAGE, Traffic  # noqa: E402
+from loadtest.traffic import INVALID_MESSAGE, LOST_TO_HIGHER_BID, Traffic  # noqa: E402
 from protos.attnx.v1 import exchange_pb2, exchange_pb2_grpc, openrtb_pb2  # noqa: E402
 
-BILL_RATE, BEACON_RATE = 0.8, 0.6
+NOTICE_TYPES = {
+    "win": exchange_pb2.NOTICE_TYPE_WIN,
+    "bill": exchange_pb2.NOTICE_TYPE_BILL,
+    "loss": exchange_pb2.NOTICE_TYPE_LOSS,
+    "attention": exchange_pb2.NOTICE_TYPE_ATTENTION,
+}
 TIMEOUT_S = 2.0
 _users = iter(range(1_000_000))  # each user its own seeded traffic
 
@@ -79,19 +84,17 @@ class GrpcBidder(User):
             self._notices(bid)
 
     def _notices(self, bid) -> None:
-        rng = self.traffic.rng
-        if rng.random() >= BILL_RATE:
-            return
-        sig = bid.ext.attention.sig
-        bill = exchange_pb2.Notice(
-            type=exchange_pb2.NOTICE_TYPE_BILL, bid_id=bid.id, price=bid.price, sig=sig
-        )
-        self._notify("Notify bill", bill)
-        if rng.random() < BEACON_RATE:
-            seconds = self.traffic.measured_seconds(bid.ext.attention.seconds)
-            self._notify("Notify attention", exchange_pb2.Notice(
-                type=exchange_pb2.NOTICE_TYPE_ATTENTION, bid_id=bid.id,
-                attentive_seconds=seconds, sig=sig))  # fmt: skip
+        for kind in self.traffic.notices():
+            notice = exchange_pb2.Notice(
+                type=NOTICE_TYPES[kind], bid_id=bid.id, sig=bid.ext.attention.sig
+            )
+            if kind in ("win", "bill"):
+                notice.price = bid.price
+            elif kind == "loss":
+                notice.loss_reason = LOST_TO_HIGHER_BID
+            else:
+                notice.attentive_seconds = self.traffic.measured_seconds(bid.ext.attention.seconds)
+            self._notify(f"Notify {kind}", notice)
 
     def _notify(self, name: str, notice) -> None:
         started = time.perf_counter()
@@ -134,17 +137,17 @@ class HttpBidder(FastHttpUser):
             self._notices(bid)
 
     def _notices(self, bid: dict) -> None:
-        rng = self.traffic.rng
-        if rng.random() >= BILL_RATE:
-            return
-        self._get(
-            bid["burl"].replace("${AUCTION_PRICE}", f"{bid['price']:.6f}"), "GET /notice/bill"
-        )
-        if rng.random() < BEACON_RATE:
-            seconds = self.traffic.measured_seconds(bid["ext"]["attention"]["seconds"])
-            beacon = bid["burl"].replace("/notice/bill", "/notice/attention")
-            beacon = beacon.split("&price=")[0] + f"&seconds={seconds:.3f}"
-            self._get(beacon, "GET /notice/attention")
+        price = f"{bid['price']:.6f}"
+        for kind in self.traffic.notices():
+            if kind in ("win", "bill"):
+                url = bid["nurl" if kind == "win" else "burl"].replace("${AUCTION_PRICE}", price)
+            elif kind == "loss":
+                url = bid["lurl"].replace("${AUCTION_LOSS}", str(LOST_TO_HIGHER_BID))
+            else:
+                attention = bid["ext"]["attention"]
+                seconds = self.traffic.measured_seconds(attention["seconds"])
+                url = attention["beacon"].replace("${ATTENTION_SECONDS}", f"{seconds:.3f}")
+            self._get(url, f"GET /notice/{kind}")
 
     def _get(self, url: str, name: str) -> None:
         parts = urlsplit(url)

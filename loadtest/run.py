@@ -64,6 +64,14 @@ def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
     total = rows["Aggregated"]
     refused = sum(int(r["Request Count"]) for n, r in rows.items() if "invalid: refused" in n)
     requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+    notices = {  # per kind, over both protocols ("Notify win", "GET /notice/win")
+        kind: sum(
+            int(r["Request Count"])
+            for n, r in rows.items()
+            if n in (f"Notify {kind}", f"GET /notice/{kind}")
+        )
+        for kind in ("win", "bill", "loss", "attention")
+    }
     return {
         "loadtest": "attnx",
         "seconds": args.seconds,
@@ -72,6 +80,7 @@ def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
         "failures": failures,
         "failure_rate": round(failures / max(requests, 1), 5),
         "invalid_refused": refused,
+        "notices": notices,
         "rps": round(float(total["Requests/s"]), 1),
         "locust_p50_ms": float(total["50%"]),
         "locust_p95_ms": float(total["95%"]),
@@ -102,7 +111,8 @@ def main() -> None:
     print(
         f"{summary['requests']} requests in {args.seconds} s ({summary['rps']}/s), "
         f"{summary['failures']} failed, {summary['invalid_refused']} invalid ones refused as "
-        f"they must be; locust p50/p95/p99 {summary['locust_p50_ms']:.0f}/"
+        f"they must be; notices {summary['notices']}; locust p50/p95/p99 "
+        f"{summary['locust_p50_ms']:.0f}/"
         f"{summary['locust_p95_ms']:.0f}/{summary['locust_p99_ms']:.0f} ms; the server's own "
         f"p50/p99 {summary['server_p50_ms']:.3f}/{summary['server_p99_ms']:.3f} ms; "
         f"report: {summary['report']}"

@@ -3,13 +3,18 @@
 Sites and apps, banners of the common sizes and outstream video, users from a pool
 (most with a behaviour history, some cold), floors from none to high, and a set
 share of invalid requests that the exchange must refuse with a message naming the
-field. Every draw is seeded, so two runs send the same traffic.
+field. Every draw is seeded, so two runs send the same traffic. For each bid the
+exchange answers, `notices` draws what the publisher's ad server then reports.
 """
 
 from __future__ import annotations
 
 import random
 
+# Of our bids, the publisher's ad server picks 90% (the rest lose to another source);
+# 90% of those render and are billed; 60% of the billed are measured by the beacon.
+WIN_RATE, RENDER_RATE, BEACON_RATE = 0.9, 0.9, 0.6
+LOST_TO_HIGHER_BID = 102  # OpenRTB 2.6 loss reason code
 BANNER_SIZES = ((300, 250), (728, 90), (320, 50), (300, 600), (160, 600))
 SITES = [(f"site-{i}", f"news{i}.example", cat) for i, cat in enumerate(
     ["IAB12", "IAB17", "IAB19", "IAB3", "IAB1"] * 4)]  # fmt: skip
@@ -64,6 +69,16 @@ class Traffic:
             history = [rng.randrange(1, 4096) for _ in range(length)]
             request["user"]["ext"] = {"attention": {"history": history}}
         return request, invalid
+
+    def notices(self) -> list[str]:
+        """The notices one bid gets, in order: a loss, or a win and then perhaps its
+        billing notice and after that perhaps its attention beacon."""
+        rng = self.rng
+        if rng.random() >= WIN_RATE:
+            return ["loss"]
+        if rng.random() >= RENDER_RATE:
+            return ["win"]
+        return ["win", "bill", "attention"] if rng.random() < BEACON_RATE else ["win", "bill"]
 
     def measured_seconds(self, predicted: float) -> float:
         """An attention beacon's measurement: near the prediction, never negative."""

@@ -26,5 +26,10 @@ def test_a_short_locust_run_has_no_unexpected_failure_and_refuses_the_invalid(
     assert summary["requests"] > 100, summary
     assert summary["invalid_refused"] > 0  # sent at 2%, each refused with its field named
     assert summary["server_invalid"] >= summary["invalid_refused"]  # (+ those cut at the stop)
+    notices = summary["notices"]  # each kind sent, none failed
+    assert all(notices[kind] > 0 for kind in ("win", "bill", "loss", "attention")), notices
+    assert (
+        notices["win"] > notices["bill"] > notices["attention"] and notices["win"] > notices["loss"]
+    )
     assert summary["server_bids"] > 0 and 0 < summary["server_p50_ms"] <= summary["server_p99_ms"]
     assert (tmp_path / "locust.html").exists() and (tmp_path / "locust_stats.csv").exists()

@@ -55,7 +55,8 @@ def _echo_response() -> bytes:
 ECHO_KINDS = ("aio-uvloop", "aio-asyncio", "threads")  # the first is attnx's own set-up
 
 
-def _echo_handler():
+def _echo_handler(asynchronous: bool):
+    """`attnx.v1.Exchange/Bid` answering one fixed, pre-encoded response."""
     import grpc
 
     response = _echo_response()
@@ -66,11 +67,8 @@ def _echo_handler():
     async def bid_async(request: bytes, context) -> bytes:
         return response
 
-    def handler(asynchronous: bool):
-        method = grpc.unary_unary_rpc_method_handler(bid_async if asynchronous else bid)
-        return grpc.method_handlers_generic_handler("attnx.v1.Exchange", {"Bid": method})
-
-    return handler
+    method = grpc.unary_unary_rpc_method_handler(bid_async if asynchronous else bid)
+    return grpc.method_handlers_generic_handler("attnx.v1.Exchange", {"Bid": method})
 
 
 def _serve_echo(kind: str, ports_file: Path) -> None:
@@ -83,10 +81,9 @@ def _serve_echo(kind: str, ports_file: Path) -> None:
     import uvloop
 
     options = [("grpc.max_receive_message_length", 256 * 1024)]
-    handler = _echo_handler()
     if kind == "threads":
         server = grpc.server(ThreadPoolExecutor(max_workers=16), options=options)
-        server.add_generic_rpc_handlers((handler(False),))
+        server.add_generic_rpc_handlers((_echo_handler(False),))
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         ports_file.write_text(json.dumps({"grpc": port}))
@@ -95,7 +92,7 @@ def _serve_echo(kind: str, ports_file: Path) -> None:
 
     async def serve() -> None:
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers((handler(True),))
+        server.add_generic_rpc_handlers((_echo_handler(True),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         ports_file.write_text(json.dumps({"grpc": port}))

@@ -17,11 +17,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import orjson
+from tqdm import tqdm
 
 from exchange.metrics import BidMetrics
 
@@ -45,6 +47,24 @@ def server_metrics(http: str) -> BidMetrics:
     return BidMetrics.parse(httpx.get(f"{http}/metrics", timeout=10).text)
 
 
+def _watch(locust: subprocess.Popen, http: str, before: BidMetrics, seconds: int) -> None:
+    """A progress bar while locust runs (on a terminal): seconds done, the bids the server
+    answered in the last second, and its p99 so far, from its /metrics."""
+    started, last = time.monotonic(), before
+    shape = "{l_bar}{bar}| {n}/{total} s [{postfix}]"
+    with tqdm(total=seconds, desc="load test", bar_format=shape, disable=None) as bar:
+        while locust.poll() is None:
+            time.sleep(1)
+            try:
+                now = server_metrics(http)
+            except httpx.HTTPError:  # the server is stopping or busy: the bar waits
+                continue
+            p99 = now.since(before).stages["total"].quantile(0.99) * 1e3
+            bar.set_postfix(bids_per_s=now.since(last).stages["total"].count, p99_ms=f"{p99:.2f}")
+            bar.update(min(seconds, round(time.monotonic() - started)) - bar.n)
+            last = now
+
+
 def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,7 +76,10 @@ def run_locust(grpc_target: str, http: str, args: argparse.Namespace) -> dict:
         "--run-time", f"{args.seconds}s", "--host", http, "--csv", str(out / "locust"),
         "--html", str(out / "locust.html"), "--only-summary", "--exit-code-on-error", "0",
     ]  # fmt: skip
-    subprocess.run(command, env=env, check=True, cwd=REPO)
+    locust = subprocess.Popen(command, env=env, cwd=REPO)
+    _watch(locust, http, before, args.seconds)
+    if locust.wait() != 0:
+        raise SystemExit(f"loadtest: locust exited with status {locust.returncode}")
     during = server_metrics(http).since(before)
     server = during.stages["total"]
     with (out / "locust_stats.csv").open() as f:

@@ -51,7 +51,7 @@ def _watch(locust: subprocess.Popen, http: str, before: BidMetrics, seconds: int
     """A progress bar while locust runs (on a terminal): seconds done, the bids the server
     answered in the last second, and its p99 so far, from its /metrics."""
     started, last = time.monotonic(), before
-    shape = "{l_bar}{bar}| {n}/{total} s [{postfix}]"
+    shape = "{l_bar}{bar}| {n}/{total} s{postfix}"
     with tqdm(total=seconds, desc="load test", bar_format=shape, disable=None) as bar:
         while locust.poll() is None:
             time.sleep(1)

@@ -116,14 +116,22 @@ async def _drive(target: str, bodies: list[bytes], concurrency: int, seconds: fl
     }
 
 
-def drive(target: str, concurrency: int, seconds: float, bodies: Path | None = None) -> dict:
+def drive(
+    target: str,
+    concurrency: int,
+    seconds: float,
+    bodies: Path | None = None,
+    cpu: int | None = None,
+) -> dict:
     """The load generator (`_drive`) in a fresh process: it needs its own core time.
-    `bodies`: a file from `save_requests` (encoding them takes seconds per run)."""
+    `bodies`: a file from `save_requests` (encoding them takes seconds per run);
+    `cpu`: pin the generator to that CPU."""
     make = (
         f"load_requests({str(bodies)!r})" if bodies else f"_requests({int(seconds * 8000) + 1000})"
     )
+    pin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\n" if cpu is not None else ""
     script = (
-        "import asyncio, json\n"
+        f"{pin}import asyncio, json\n"
         "from bench.scaleout import _drive, _requests, load_requests\n"
         f"bodies = {make}\n"
         f"print(json.dumps(asyncio.run(_drive({target!r}, bodies, {concurrency}, {seconds}))))\n"

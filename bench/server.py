@@ -16,8 +16,10 @@ at saturation is counted per process (echo; attnx's server and settlement proces
 the generator): each server is one event-loop process, so its rate is at most one
 core over its CPU per request, and echo µs / attnx server µs is the ratio the
 arithmetic allows. For attnx the server's own per-stage p50/p99 at 1 in flight come
-from its `GET /metrics`: where the time goes. On 2 cores the generator shares the
-machine with the servers. The last line is one JSON object.
+from its `GET /metrics`: where the time goes. With two CPUs or more, each server runs
+pinned to the first and the generator (and attnx's settlement process) to the second,
+so that the generator takes no time from the server it measures (`--no-pin`: the OS
+places them). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import orjson
 
 from bench.scaleout import cpu_seconds, drive, running_server, save_requests
+from exchange.cpus import pin_process
 from exchange.metrics import BidMetrics
 
 
@@ -102,10 +105,12 @@ def _serve_echo(kind: str, ports_file: Path) -> None:
 
 
 @contextmanager
-def echo_server(folder: Path, kind: str = "aio-uvloop"):
+def echo_server(folder: Path, kind: str = "aio-uvloop", cpu: int | None = None):
+    """An echo server of `kind` in its own process (pinned to `cpu` if given)."""
     ports = folder / f"echo-{kind}.json"
+    where = "any" if cpu is None else str(cpu)
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.server", "--serve-echo", kind, str(ports)]
+        [sys.executable, "-m", "bench.server", "--serve-echo", kind, str(ports), where]
     )
     try:
         while not ports.exists():
@@ -153,7 +158,9 @@ def _attnx_cpu_s(pid: int) -> dict[str, float]:
 def _phases(target: str, args, bodies: dict[str, Path], cpu) -> dict:
     """Saturation, then 1 in flight; CPU µs per request at saturation, by process."""
     before = cpu()
-    saturation = drive(target, args.concurrency, args.seconds, bodies["saturation"])
+    saturation = drive(
+        target, args.concurrency, args.seconds, bodies["saturation"], args.generator_cpu
+    )
     spent = {k: v - before.get(k, 0.0) for k, v in cpu().items()}
     served = saturation["rps"] * args.seconds
     cpu_us = {k: round(v / served * 1e6, 1) for k, v in spent.items()}
@@ -166,11 +173,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--campaigns", type=int, default=10_000)
-    parser.add_argument("--serve-echo", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--no-pin", action="store_true", help="let the OS place the processes")
+    parser.add_argument("--serve-echo", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
-        _serve_echo(args.serve_echo[0], Path(args.serve_echo[1]))
+        kind, ports, cpu = args.serve_echo
+        if cpu != "any":
+            pin_process([int(cpu)])
+        _serve_echo(kind, Path(ports))
         return
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = len(cpus) >= 2 and not args.no_pin  # each server on one CPU, the rest on another
+    args.server_cpu, args.generator_cpu = (cpus[0], cpus[1]) if pinned else (None, None)
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="attnx-bench-server-") as tmp:
@@ -182,18 +196,24 @@ def main() -> None:
         }
         disk = disk_sync_us(folder)
         for kind in ECHO_KINDS:
-            with echo_server(folder, kind) as (target, pid):
+            with echo_server(folder, kind, args.server_cpu) as (target, pid):
                 r = results[f"echo {kind}"] = _phases(
                     target, args, bodies, lambda pid=pid: {"echo": _process_cpu_s(pid)}
                 )
-                r["low"] = drive(target, 1, args.seconds, bodies["low"])
+                r["low"] = drive(target, 1, args.seconds, bodies["low"], args.generator_cpu)
         cfg = folder / "attnx.toml"
-        cfg.write_text(f"[campaigns]\ndemo_count = {args.campaigns}\n")
+        pins = ""
+        if args.server_cpu is not None:  # its settlement process beside the generator
+            pins = (
+                f"[server]\ncpus = [{args.server_cpu}]\n"
+                f"[settlement]\ncpus = [{args.generator_cpu}]\n"
+            )
+        cfg.write_text(f"[campaigns]\ndemo_count = {args.campaigns}\n{pins}")
         with running_server(folder, "--config", str(cfg)) as (target, pid):
             http = f"http://127.0.0.1:{orjson.loads((folder / 'ports.json').read_bytes())['http']}"
             r = results["attnx"] = _phases(target, args, bodies, lambda: _attnx_cpu_s(pid))
             before = server_metrics(http)
-            r["low"] = drive(target, 1, args.seconds, bodies["low"])
+            r["low"] = drive(target, 1, args.seconds, bodies["low"], args.generator_cpu)
             at_low = server_metrics(http).since(before)
         r["server_stages_low"] = stages = {
             stage: {
@@ -226,6 +246,7 @@ def main() -> None:
             "campaigns": args.campaigns,
             "users": 50_000,
             "generator": "grpc.aio, own process, same machine",
+            "pinned": {"servers": args.server_cpu, "generator_and_settler": args.generator_cpu},
         },
         "echo_rps": echo_rps,
         "attnx_rps": attnx_rps,

@@ -35,6 +35,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (TOML, serve arguments
     "ort_threads_2": ("[scorer]\nthreads = 2\n", []),
     "candidates_128": ("[auction]\nmax_candidates = 128\n", []),
     "sync_window_0": ("[settlement]\nsync_window_ms = 0\n", []),
+    "pinned": ("[server]\ncpus = [0]\n[settlement]\ncpus = [1]\n", []),
     "commit_200ms": ("[settlement]\ncommit_interval_ms = 200\n", []),
 }
 SATURATION = 64

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from exchange import cpus
 from exchange.currency import RateTable
 from exchange.redis_client import REDIS_SCHEMES
 
@@ -27,6 +28,7 @@ class ServerConfig:
     # every request in flight, walked them in ~130 ms (bench.tuning). Cycles among
     # them are never freed.
     gc_freeze: bool = True
+    cpus: tuple[int, ...] = ()  # pin the bid server to these CPUs (workers: one each); () = any
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class SettlementConfig:
     # stream: `attnx serve` starts this many ledger workers (0: run `attnx settle` elsewhere).
     ledger_workers: int = 1
     claim_idle_ms: int = 10_000  # a worker's unacknowledged trades are taken over after this
+    cpus: tuple[int, ...] = ()  # pin the settlement process to these CPUs; () = any
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ def _typed(value: Any, kind: Any, path: str) -> Any:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ConfigError(f"{path} must be a number")
         return float(value)
+    if kind == tuple[int, ...]:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} must be a list of integers, like [0, 1]")
+        return tuple(_typed(v, int, f"{path}[{i}]") for i, v in enumerate(value))
     if kind == dict[str, float]:
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be a table")
@@ -188,6 +195,7 @@ def _check(config: Config) -> Config:
         raise ConfigError("config.settlement.claim_idle_ms must be from 100 to 3600000")
     if not 0 <= st.commit_interval_ms <= 10_000:
         raise ConfigError("config.settlement.commit_interval_ms must be from 0 to 10000")
+    _check_cpus(config)
     backends = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "baseline")
     if config.scorer.backend not in backends:
         raise ConfigError(f"config.scorer.backend must be one of {', '.join(backends)}")
@@ -222,6 +230,20 @@ def _check(config: Config) -> Config:
     if config.auction.increment_cpm_micros < 0 or config.auction.tmax_margin_ms < 0:
         raise ConfigError("config.auction.increment_cpm_micros and tmax_margin_ms must be >= 0")
     return config
+
+
+def _check_cpus(config: Config) -> None:
+    allowed = cpus.available()
+    for section in ("server", "settlement"):
+        for i, cpu in enumerate(getattr(config, section).cpus):
+            path = f"config.{section}.cpus[{i}]"
+            if allowed is None:
+                raise ConfigError(f"{path}: this OS cannot pin processes to CPUs; remove it")
+            if cpu not in allowed:
+                raise ConfigError(
+                    f"{path}: CPU {cpu} is not one this process may use "
+                    f"({', '.join(map(str, sorted(allowed)))})"
+                )
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> Config:

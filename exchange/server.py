@@ -21,6 +21,7 @@ import uvloop
 
 from exchange.app import Exchange
 from exchange.config import Config
+from exchange.cpus import pin_process
 from exchange.grpc_api import start_grpc
 from exchange.http_api import create_app
 
@@ -88,6 +89,8 @@ async def serve(config: Config, ports_file: Path | None = None, reuse_port: bool
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    if config.server.cpus:  # before the settlement process and any thread are started
+        pin_process(config.server.cpus)
     exchange = Exchange(config)
     await exchange.start()
     log.info(

@@ -52,6 +52,8 @@ class SettlementClient:
                       "--commit-interval-ms", str(s.commit_interval_ms)]  # fmt: skip
         if stream is not None:
             self._args += ["--stream", stream[0], "--prefix", stream[1]]
+        if s.cpus:
+            self._args += ["--cpus", ",".join(map(str, s.cpus))]
         self.on_release = on_release  # (campaign id, day, micros), on the loop
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None

@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from exchange import frames
+from exchange.cpus import pin_process
 from exchange.db import Database
 from exchange.errors import NotFound
 from exchange.journal import Journal
@@ -161,7 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commit-interval-ms", type=float, required=True, help="ledger commits")
     parser.add_argument("--stream", help="Redis URL: ship trades to the trade stream")
     parser.add_argument("--prefix", default="attnx", help="Redis key prefix")
+    parser.add_argument("--cpus", default="", help="pin this process to these CPUs: 1,2")
     args = parser.parse_args(argv)
+    if args.cpus:  # checked by the server's configuration
+        pin_process(int(cpu) for cpu in args.cpus.split(","))
     # The server owns this process's life: closing the socket means "book everything and
     # exit". A Ctrl-C or a stop signal sent to the whole process group must not cut a
     # ledger write short; the server stops it properly once its own calls have drained.

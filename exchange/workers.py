@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 
 from exchange.config import Config, ConfigError
+from exchange.cpus import share
 from exchange.db import Database
 from exchange.server import reuse_port_socket, write_atomically
 
@@ -97,10 +98,13 @@ def run_workers(config: Config, workers: int, ports_file: Path | None = None) ->
         ready = [Path(tmp) / f"w{i}.json" for i in range(workers)]
 
         def spawn(i: int) -> multiprocessing.Process:
-            store = replace(config.store, journal=worker_journal(config.store.journal, i))
-            process = context.Process(
-                target=_worker, args=(replace(config, store=store), i, ready[i]), name=f"w{i}"
+            own = replace(  # its journal, and its CPUs out of those configured
+                config,
+                store=replace(config.store, journal=worker_journal(config.store.journal, i)),
+                server=replace(config.server, cpus=share(config.server.cpus, i)),
+                settlement=replace(config.settlement, cpus=share(config.settlement.cpus, i)),
             )
+            process = context.Process(target=_worker, args=(own, i, ready[i]), name=f"w{i}")
             process.start()
             return process
 

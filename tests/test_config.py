@@ -69,12 +69,23 @@ def test_keyword_overrides_win(tmp_path):
         ("[state]\nlease_fraction = 0\n", "config.state.lease_fraction must be in (0, 1]"),
         ("[state]\nrefill_interval_ms = 0\n", "config.state.refill_interval_ms must be from 1"),
         ("[pacing]\nmethod = 'greedy'\n", "config.pacing.method must be one of rl, dual"),
+        ("[server]\ncpus = 0\n", "config.server.cpus must be a list of integers, like [0, 1]"),
+        ("[server]\ncpus = ['a']\n", "config.server.cpus[0] must be an integer"),
+        (
+            "[settlement]\ncpus = [0, 4096]\n",
+            "config.settlement.cpus[1]: CPU 4096 is not one this process may use",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text))
     assert message in str(err.value)
+
+
+def test_cpus_are_a_tuple_of_the_cpus_given(tmp_path):
+    config = load_config(write(tmp_path, "[server]\ncpus = [0]\n[settlement]\ncpus = [0]\n"))
+    assert config.server.cpus == (0,) and config.settlement.cpus == (0,)
 
 
 def test_missing_file_says_so(tmp_path):

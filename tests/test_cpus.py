@@ -1,0 +1,51 @@
+"""Pinning: the bid server on its CPU, its settlement process on another."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from exchange.cpus import share
+
+
+def allowed_cpus(proc: Path) -> str:
+    """What a process's (or a thread's) /proc folder says it may run on: "0", "0-1"."""
+    status = (proc / "status").read_text()
+    return re.search(r"^Cpus_allowed_list:\s*(\S+)$", status, re.M)[1]
+
+
+def settler_of(pid: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and b"exchange.settler" in cmdline:
+                return int(entry.name)
+    raise AssertionError(f"no settlement process under {pid}")
+
+
+def test_workers_take_the_configured_cpus_in_turn():
+    assert [share((2, 3), i) for i in range(3)] == [(2,), (3,), (2,)]
+    assert share((), 5) == ()
+
+
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin two processes apart"
+)
+def test_a_pinned_server_and_its_settlement_process_run_on_their_own_cpus(start_server, tmp_path):
+    server_cpu, settler_cpu = sorted(os.sched_getaffinity(0))[:2]
+    config = tmp_path / "attnx.toml"
+    config.write_text(f"[server]\ncpus = [{server_cpu}]\n[settlement]\ncpus = [{settler_cpu}]\n")
+    server = start_server("--config", str(config))
+    pid = server.process.pid
+    threads = list(Path(f"/proc/{pid}/task").iterdir())  # gRPC's and the loop's threads too
+    assert len(threads) > 1
+    assert {allowed_cpus(thread) for thread in threads} == {str(server_cpu)}
+    assert allowed_cpus(Path(f"/proc/{settler_of(pid)}")) == str(settler_cpu)
+    server.assert_graceful_exit()

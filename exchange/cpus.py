@@ -1,6 +1,7 @@
 """Pinning processes to CPUs: a bid server alone on its core keeps its caches and is
 never moved between cores mid-request; its settlement process and whatever else runs
-on the machine use the others (bench.tuning: `pinned`, +15% at saturation here)."""
+on the machine use the others (bench.tuning: `pinned`, +16% RPS and -13% server CPU
+per request at the median here)."""
 
 from __future__ import annotations
 

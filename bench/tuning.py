@@ -20,6 +20,7 @@ The last line is one JSON object: per variant the median over rounds.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -29,13 +30,15 @@ import orjson
 from bench.scaleout import cpu_seconds, drive, running_server, save_requests
 from bench.server import server_metrics
 
+_FIRST, *_REST = sorted(os.sched_getaffinity(0))  # "pinned": the server on one, its settler
+_OTHER = _REST[0] if _REST else _FIRST  # on another (the same one if there is only one)
 VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (TOML, serve arguments)
     "baseline": ("", []),
     "no_gc_freeze": ("[server]\ngc_freeze = false\n", []),
     "ort_threads_2": ("[scorer]\nthreads = 2\n", []),
     "candidates_128": ("[auction]\nmax_candidates = 128\n", []),
     "sync_window_0": ("[settlement]\nsync_window_ms = 0\n", []),
-    "pinned": ("[server]\ncpus = [0]\n[settlement]\ncpus = [1]\n", []),
+    "pinned": (f"[server]\ncpus = [{_FIRST}]\n[settlement]\ncpus = [{_OTHER}]\n", []),
     "commit_200ms": ("[settlement]\ncommit_interval_ms = 200\n", []),
 }
 SATURATION = 64

@@ -89,9 +89,9 @@ async def serve(config: Config, ports_file: Path | None = None, reuse_port: bool
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    if config.server.cpus:  # before the settlement process and any thread are started
+    exchange = Exchange(config)  # starts the settlement process on its own CPUs
+    if config.server.cpus:  # every thread so far, and every one started later
         pin_process(config.server.cpus)
-    exchange = Exchange(config)
     await exchange.start()
     log.info(
         "warmed up in %.2f s (%d campaigns, %d creatives, scorer: %s)",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from exchange import frames
+from exchange import cpus, frames
 from exchange.config import SettlementConfig
 from exchange.errors import NotFound
 from exchange.settlement import Notice, Outcome, Receipt, State, Trade
@@ -52,8 +52,10 @@ class SettlementClient:
                       "--commit-interval-ms", str(s.commit_interval_ms)]  # fmt: skip
         if stream is not None:
             self._args += ["--stream", stream[0], "--prefix", stream[1]]
-        if s.cpus:
-            self._args += ["--cpus", ",".join(map(str, s.cpus))]
+        # Named even when not configured: a settler restarted after the server pinned
+        # itself must not inherit the server's CPU.
+        if own := s.cpus or tuple(sorted(cpus.available() or ())):
+            self._args += ["--cpus", ",".join(map(str, own))]
         self.on_release = on_release  # (campaign id, day, micros), on the loop
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None

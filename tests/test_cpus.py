@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,38 @@ def test_a_pinned_server_and_its_settlement_process_run_on_their_own_cpus(start_
     assert {allowed_cpus(thread) for thread in threads} == {str(server_cpu)}
     assert allowed_cpus(Path(f"/proc/{settler_of(pid)}")) == str(settler_cpu)
     server.assert_graceful_exit()
+
+
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin the server to one of them"
+)
+def test_a_settlement_process_with_no_cpus_of_its_own_keeps_all_even_when_restarted(
+    start_server, tmp_path
+):
+    everything = allowed_cpus(Path("/proc/self"))
+    server_cpu = min(os.sched_getaffinity(0))
+    config = tmp_path / "attnx.toml"
+    config.write_text(f"[server]\ncpus = [{server_cpu}]\n")
+    server = start_server("--config", str(config))
+    pid = server.process.pid
+    assert allowed_cpus(Path(f"/proc/{pid}")) == str(server_cpu)
+    first = settler_of(pid)
+    assert allowed_cpus(Path(f"/proc/{first}")) == everything
+    os.kill(first, signal.SIGKILL)  # the server starts another, after it pinned itself
+    deadline, seen = time.monotonic() + 60, None
+    while time.monotonic() < deadline:  # it pins itself as it starts, before it is ready
+        settler = _settler_or_none(pid)
+        if settler not in (None, first):
+            seen = allowed_cpus(Path(f"/proc/{settler}"))
+            if seen == everything:
+                break
+        time.sleep(0.1)
+    assert seen == everything, f"the restarted settlement process runs on {seen}"
+    server.assert_graceful_exit()
+
+
+def _settler_or_none(pid: int) -> int | None:
+    try:
+        return settler_of(pid)
+    except (AssertionError, OSError):  # none yet, or one that ended while being read
+        return None

@@ -225,6 +225,7 @@ class Store:
                 if future is not None:
                     future.set_exception(exc)
             raise
+        self._released()  # first: a caller told "voided" finds the budget already back
         for future, result, exc in done:
             if future is None:
                 continue
@@ -232,7 +233,6 @@ class Store:
                 future.set_result(result)
             else:
                 future.set_exception(exc)
-        self._released()
 
     def _apply(self, kind: str, item):
         if kind == "trades":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ import redis
 from exchange import ledger
 from exchange.bank import RedisBank, holder_id
 from exchange.db import Database
+from exchange.lifeline import stop_with_parent
 from exchange.redis_client import async_client
 from exchange.trade_stream import GROUP, StreamKeys
 
@@ -249,7 +251,18 @@ class LedgerWorkers:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "exchange.ledger_worker", *self.args])
+        """A worker that stops when this process dies (started from the main thread, or
+        from the watcher, which lives until stop() ends them all)."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exchange.ledger_worker",
+                *self.args,
+                "--parent",
+                str(os.getpid()),
+            ]
+        )
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
@@ -312,7 +325,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="take over another worker's entries idle this long")  # fmt: skip
     parser.add_argument("--commit-interval-ms", type=float, default=20.0,
                         help="at most one ledger commit per interval")  # fmt: skip
+    parser.add_argument("--parent", type=int, help="stop (drain) when this process dies")
     args = parser.parse_args(argv)
+    if args.parent:
+        stop_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -29,6 +29,7 @@ import orjson
 from exchange.config import Config, ConfigError
 from exchange.cpus import share
 from exchange.db import Database
+from exchange.lifeline import stop_with_parent
 from exchange.server import reuse_port_socket, write_atomically
 
 log = logging.getLogger("attnx.workers")
@@ -68,6 +69,8 @@ def worker_journal(journal: str, index: int) -> str:
 
 def _worker(config: Config, index: int, ready: Path) -> None:
     from exchange.server import run
+
+    stop_with_parent(multiprocessing.parent_process().pid)  # a killed supervisor leaves none
 
     logging.basicConfig(
         level=logging.INFO,

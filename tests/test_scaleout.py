@@ -24,7 +24,7 @@ from exchange.campaigns import Campaign, Creative, CreativeKind
 from exchange.db import Database
 from exchange.reports import check
 from exchange.state import utc_day
-from tests.conftest import PrivateRedis, RedisTarget, open_channel
+from tests.conftest import PrivateRedis, RedisTarget, launch_server, open_channel
 from tests.test_server_grpc import MEGA_ACPM_MICROS, TIMEOUT, bid_request, exchange_stub
 
 
@@ -236,3 +236,34 @@ def test_a_killed_bid_server_worker_is_replaced_and_its_trades_are_booked_once(
     assert_every_trade_booked_once(
         postgres_url, load, {c.id: c.daily_budget_micros for c in campaigns}, unknown
     )
+
+
+def gone(pid: int) -> bool:
+    """Exited: no /proc entry, or a zombie waiting for a reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_supervisor_killed_with_sigkill_leaves_no_worker_behind(
+    tmp_path: Path, redis_target: RedisTarget, postgres_url: str
+):
+    config = tmp_path / "attnx.toml"
+    config.write_text(f'[state]\nurl = "{redis_target.url}"\nprefix = "{redis_target.prefix}"\n')
+    server = launch_server(
+        tmp_path, "--config", str(config), "--db", postgres_url, "--workers", "2",
+        db_path=tmp_path / "attnx.db",
+    )  # fmt: skip
+    supervisor = server.process.pid
+    bidders = processes(b"spawn_main", parent=supervisor)
+    bookers = processes(b"exchange.ledger_worker", parent=supervisor)
+    assert len(bidders) == 2 and len(bookers) == 1
+    with open_channel(server.grpc_target) as channel:  # they serve before the kill
+        exchange_stub(channel).Bid(bid_request(), timeout=TIMEOUT)
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+    deadline = time.monotonic() + 60
+    while not all(gone(pid) for pid in bidders + bookers):
+        assert time.monotonic() < deadline, [p for p in bidders + bookers if not gone(p)]
+        time.sleep(0.2)

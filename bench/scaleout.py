@@ -171,11 +171,13 @@ ROLES = {  # a command-line word -> the role its CPU time is counted under
     b"redis-server": "redis",
     b"spawn_main": "server",
     b"exchange\x00serve": "server",
+    b"--serve-echo": "echo",  # bench.server's echo servers
 }
 
 
-def cpu_seconds(root: int) -> dict[str, float]:
-    """CPU time (user + system) so far of the server's process tree and of Redis, by role."""
+def cpu_seconds(root: int, redis: bool = True) -> dict[str, float]:
+    """CPU time (user + system) so far of the server's process tree, by role, and of
+    Redis (unless `redis` is False: a server whose state is in memory)."""
     procs = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -196,7 +198,7 @@ def cpu_seconds(root: int) -> dict[str, float]:
     totals: dict[str, float] = {}
     for pid, (_, cmdline, ticks) in procs.items():
         role = next((r for word, r in ROLES.items() if word in cmdline), None)
-        if role is not None and (pid in tree or role == "redis"):
+        if role is not None and (pid in tree or (redis and role == "redis")):
             totals[role] = totals.get(role, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
     return totals
 

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -127,12 +128,6 @@ def server_metrics(http: str) -> BidMetrics:
     return BidMetrics.parse(httpx.get(f"{http}/metrics", timeout=10).text)
 
 
-def _process_cpu_s(pid: int) -> float:
-    """CPU time (user + system, all threads) of one process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def disk_sync_us(folder: Path, writes: int = 1000, gap_s: float = 0.002) -> dict:
     """The journal's floor: p50/p99 of one O_DSYNC append of a trade-sized record on this
     disk, at a low rate (a bid at 1 in flight waits for one such sync)."""
@@ -149,23 +144,31 @@ def disk_sync_us(folder: Path, writes: int = 1000, gap_s: float = 0.002) -> dict
     return {f"p{q}_us": round(float(np.percentile(took, q)) / 1000, 1) for q in (50, 99)}
 
 
-def _attnx_cpu_s(pid: int) -> dict[str, float]:
-    """CPU so far of attnx's server and settlement processes (its state is in memory:
-    Redis, which cpu_seconds also counts, is not its)."""
-    return {role: s for role, s in cpu_seconds(pid).items() if role != "redis"}
-
-
-def _phases(target: str, args, bodies: dict[str, Path], cpu) -> dict:
-    """Saturation, then 1 in flight; CPU µs per request at saturation, by process."""
+def measure(
+    target: str,
+    cpu: Callable[[], dict[str, float]],
+    bodies: dict[str, Path],
+    seconds: float,
+    concurrency: int,
+    generator_cpu: int | None = None,
+    http: str = "",
+) -> dict:
+    """One server's phases: `concurrency` in flight (saturation), with the CPU µs per
+    request of each of its processes (`cpu()`: seconds so far by role) and of the
+    generator; then 1 in flight, with (given its `http` base) the server's own stages
+    from /metrics over that phase."""
     before = cpu()
-    saturation = drive(
-        target, args.concurrency, args.seconds, bodies["saturation"], args.generator_cpu
-    )
+    saturation = drive(target, concurrency, seconds, bodies["saturation"], generator_cpu)
     spent = {k: v - before.get(k, 0.0) for k, v in cpu().items()}
-    served = saturation["rps"] * args.seconds
+    served = saturation["rps"] * seconds
     cpu_us = {k: round(v / served * 1e6, 1) for k, v in spent.items()}
     cpu_us["generator"] = saturation["generator_cpu_us_per_request"]
-    return {"saturation": saturation, "cpu_us_per_request": cpu_us}
+    metrics = server_metrics(http) if http else None
+    low = drive(target, 1, seconds, bodies["low"], generator_cpu)
+    r = {"saturation": saturation, "cpu_us_per_request": cpu_us, "low": low}
+    if metrics is not None:
+        r["stages_low"] = server_metrics(http).since(metrics).stages
+    return r
 
 
 def main() -> None:
@@ -195,12 +198,12 @@ def main() -> None:
             "low": save_requests(folder / "low.bin", int(args.seconds * 2000)),
         }
         disk = disk_sync_us(folder)
+        phases = (args.seconds, args.concurrency, args.generator_cpu)
         for kind in ECHO_KINDS:
             with echo_server(folder, kind, args.server_cpu) as (target, pid):
-                r = results[f"echo {kind}"] = _phases(
-                    target, args, bodies, lambda pid=pid: {"echo": _process_cpu_s(pid)}
+                results[f"echo {kind}"] = measure(
+                    target, lambda pid=pid: cpu_seconds(pid, redis=False), bodies, *phases
                 )
-                r["low"] = drive(target, 1, args.seconds, bodies["low"], args.generator_cpu)
         cfg = folder / "attnx.toml"
         pins = ""
         if args.server_cpu is not None:  # its settlement process beside the generator
@@ -211,16 +214,15 @@ def main() -> None:
         cfg.write_text(f"[campaigns]\ndemo_count = {args.campaigns}\n{pins}")
         with running_server(folder, "--config", str(cfg)) as (target, pid):
             http = f"http://127.0.0.1:{orjson.loads((folder / 'ports.json').read_bytes())['http']}"
-            r = results["attnx"] = _phases(target, args, bodies, lambda: _attnx_cpu_s(pid))
-            before = server_metrics(http)
-            r["low"] = drive(target, 1, args.seconds, bodies["low"], args.generator_cpu)
-            at_low = server_metrics(http).since(before)
+            r = results["attnx"] = measure(
+                target, lambda: cpu_seconds(pid, redis=False), bodies, *phases, http=http
+            )
         r["server_stages_low"] = stages = {
             stage: {
                 "p50_us": round(h.quantile(0.5) * 1e6, 1),
                 "p99_us": round(h.quantile(0.99) * 1e6, 1),
             }
-            for stage, h in at_low.stages.items()
+            for stage, h in r.pop("stages_low").items()
         }
     for name, r in results.items():
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu_us_per_request"].items()))

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import orjson
 
-from bench.scaleout import cpu_seconds, drive, running_server, save_requests
-from bench.server import server_metrics
+from bench.scaleout import cpu_seconds, running_server, save_requests
+from bench.server import measure
 
 _FIRST, *_REST = sorted(os.sched_getaffinity(0))  # "pinned": the server on one, its settler
 _OTHER = _REST[0] if _REST else _FIRST  # on another (the same one if there is only one)
@@ -51,19 +51,10 @@ def run_variant(
     cfg.write_text(f"[campaigns]\ndemo_count = {campaigns}\n{toml}")
     with running_server(folder, "--config", str(cfg), *serve_args) as (target, pid):
         http = f"http://127.0.0.1:{orjson.loads((folder / 'ports.json').read_bytes())['http']}"
-        before = cpu_seconds(pid)
-        saturation = drive(target, SATURATION, seconds, bodies["saturation"])
-        after = cpu_seconds(pid)
-        metrics = server_metrics(http)
-        low = drive(target, 1, seconds, bodies["low"])
-        stages = server_metrics(http).since(metrics).stages
-    served = saturation["rps"] * seconds
-    cpu = {  # Redis is not this server's (state is in memory)
-        role: (after[role] - before.get(role, 0.0)) / served * 1e6
-        for role in after
-        if role != "redis"
-    }
-    cpu["generator"] = saturation["generator_cpu_us_per_request"]
+        r = measure(  # state in memory: Redis is not this server's
+            target, lambda: cpu_seconds(pid, redis=False), bodies, seconds, SATURATION, http=http
+        )
+    saturation, low, stages = r["saturation"], r["low"], r["stages_low"]
     return {
         "saturation_rps": saturation["rps"],
         "low_p50_us": low["p50_us"],
@@ -74,7 +65,7 @@ def run_variant(
             for q, p in (("p50", 0.5), ("p99", 0.99))
         },
         "errors": saturation["errors"] + low["errors"],
-        "cpu_us_per_request": cpu,
+        "cpu_us_per_request": r["cpu_us_per_request"],
     }
 
 

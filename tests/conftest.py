@@ -101,6 +101,21 @@ class RunningServer:
         )
 
 
+def processes(*words: bytes, parent: int | None = None) -> list[int]:
+    """The pids of processes whose command line has every word (and this parent)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if all(w in cmdline for w in words) and parent in (None, ppid):
+                pids.append(int(entry.name))
+    return pids
+
+
 def journal_dir(db: Path) -> Path:
     """A server's trade journal lives beside its database: a restart on the db finds it."""
     return db.with_name(f"{db.stem}-journal")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from exchange.cpus import share
+from tests.conftest import processes
 
 
 def allowed_cpus(proc: Path) -> str:
@@ -19,17 +20,10 @@ def allowed_cpus(proc: Path) -> str:
     return re.search(r"^Cpus_allowed_list:\s*(\S+)$", status, re.M)[1]
 
 
-def settler_of(pid: int) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == pid and b"exchange.settler" in cmdline:
-                return int(entry.name)
-    raise AssertionError(f"no settlement process under {pid}")
+def settler_of(pid: int) -> int | None:
+    """The settlement process that server `pid` started (None while there is none)."""
+    found = processes(b"exchange.settler", parent=pid)
+    return found[0] if found else None
 
 
 def test_workers_take_the_configured_cpus_in_turn():
@@ -71,7 +65,7 @@ def test_a_settlement_process_with_no_cpus_of_its_own_keeps_all_even_when_restar
     os.kill(first, signal.SIGKILL)  # the server starts another, after it pinned itself
     deadline, seen = time.monotonic() + 60, None
     while time.monotonic() < deadline:  # it pins itself as it starts, before it is ready
-        settler = _settler_or_none(pid)
+        settler = settler_of(pid)
         if settler not in (None, first):
             seen = allowed_cpus(Path(f"/proc/{settler}"))
             if seen == everything:
@@ -79,10 +73,3 @@ def test_a_settlement_process_with_no_cpus_of_its_own_keeps_all_even_when_restar
         time.sleep(0.1)
     assert seen == everything, f"the restarted settlement process runs on {seen}"
     server.assert_graceful_exit()
-
-
-def _settler_or_none(pid: int) -> int | None:
-    try:
-        return settler_of(pid)
-    except (AssertionError, OSError):  # none yet, or one that ended while being read
-        return None

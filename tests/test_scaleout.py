@@ -24,7 +24,7 @@ from exchange.campaigns import Campaign, Creative, CreativeKind
 from exchange.db import Database
 from exchange.reports import check
 from exchange.state import utc_day
-from tests.conftest import PrivateRedis, RedisTarget, launch_server, open_channel
+from tests.conftest import PrivateRedis, RedisTarget, launch_server, open_channel, processes
 from tests.test_server_grpc import MEGA_ACPM_MICROS, TIMEOUT, bid_request, exchange_stub
 
 
@@ -85,21 +85,6 @@ class Load:
             self.stop.set()
             for f in futures:
                 f.result()
-
-
-def processes(*words: bytes, parent: int | None = None) -> list[int]:
-    """The pids of processes whose command line has every word (and this parent)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if all(w in cmdline for w in words) and parent in (None, ppid):
-                pids.append(int(entry.name))
-    return pids
 
 
 def ledger_workers_of(state_url: str) -> list[int]:

@@ -1,5 +1,5 @@
-"""Pinning processes to CPUs: a bid server alone on its core keeps its caches and is
-never moved between cores mid-request; its settlement process and whatever else runs
+"""Pinning processes to CPUs: a bid server alone on its core should keep its caches and
+is never moved between cores mid-request; its settlement process and whatever else runs
 on the machine use the others (bench.tuning: `pinned`, +16% RPS and -13% server CPU
 per request at the median here)."""
 

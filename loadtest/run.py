@@ -25,6 +25,7 @@ import httpx
 import orjson
 from tqdm import tqdm
 
+from bench.server import server_metrics
 from exchange.metrics import BidMetrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,10 +42,6 @@ def exchange_running():
     ):
         ports = orjson.loads((Path(tmp) / "ports.json").read_bytes())
         yield grpc_target, f"http://127.0.0.1:{ports['http']}"
-
-
-def server_metrics(http: str) -> BidMetrics:
-    return BidMetrics.parse(httpx.get(f"{http}/metrics", timeout=10).text)
 
 
 def _watch(locust: subprocess.Popen, http: str, before: BidMetrics, seconds: int) -> None:
